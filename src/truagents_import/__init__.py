@@ -1,0 +1,49 @@
+"""truagents_import: import contact CSV files from SFTP drop boxes into the sink of your choice."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from truagents_import.contact import Contact
+from truagents_import.errors import (
+    ConfigError,
+    ConnectError,
+    HostKeyError,
+    KeyFileError,
+    PluginError,
+    TruagentsImportError,
+)
+from truagents_import.hookspecs import Sink, hookimpl
+from truagents_import.importer import Importer
+from truagents_import.integration import Integration
+from truagents_import.report import FileResult, ImportReport, Problem
+from truagents_import.sinks import JSONLSink, MemorySink, SQLiteSink
+from truagents_import.source import DataSource, RemoteFile
+from truagents_import.state import StateStore
+
+try:
+    __version__ = version("truagents-import")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ConfigError",
+    "ConnectError",
+    "Contact",
+    "DataSource",
+    "FileResult",
+    "HostKeyError",
+    "ImportReport",
+    "Importer",
+    "Integration",
+    "JSONLSink",
+    "KeyFileError",
+    "MemorySink",
+    "PluginError",
+    "Problem",
+    "RemoteFile",
+    "SQLiteSink",
+    "Sink",
+    "StateStore",
+    "TruagentsImportError",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,278 @@
+"""The ``truagents-import`` command line: parsing and printing only; the library does the work.
+
+Every command takes ``--json`` and then prints one JSON document on stdout and nothing else.
+Exit status: 0 done; 1 done but a file was rejected or failed; 2 usage or configuration error;
+3 could not connect, authenticate, or the host key did not match.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from truagents_import.errors import TruagentsImportError
+from truagents_import.report import ImportReport, escape_name
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _command(func: F) -> F:
+    """Add ``--json`` and turn library errors into their exit status and a clear message."""
+
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else."
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> None:
+        try:
+            status = func(*args, as_json=as_json, **kwargs)
+        except TruagentsImportError as exc:
+            if as_json:
+                _emit_json({"error": str(exc), "exit_status": exc.exit_status})
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_status)
+        sys.exit(status or 0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Configuration file (default: ./truagents-import.toml).",
+)
+_source_option = click.option("--source", "source_name", default=None, help="Which [[sources]] entry.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="truagents-import")
+def main() -> None:
+    """Import contact CSV files from SFTP drop boxes."""
+
+
+def _print_report(report: ImportReport) -> None:
+    label = " (dry run)" if report.dry_run else ""
+    click.echo(f"source {report.source}{label}")
+    if not report.files:
+        click.echo("  no files to import")
+    for f in report.files:
+        counts = f"rows {f.rows}, imported {f.imported}, rejected {f.rejected}, duplicates {f.duplicates}"
+        click.echo(f"  {f.status:<10} {escape_name(f.path)}  {counts}")
+        if f.reason:
+            click.echo(f"             reason: {f.reason}")
+        for w in f.warnings:
+            click.echo(f"             warning: {w}")
+        for p in f.problems[:5]:
+            where = f"row {p.row}" if p.row else "file"
+            column = f", {escape_name(p.column)}" if p.column else ""
+            click.echo(f"             {where}{column}: {p.code}: {p.message}")
+        if len(f.problems) > 5:
+            click.echo(f"             ... {f.rejected} rejected rows in all")
+        if f.rejects_file:
+            click.echo(f"             rejects: {f.rejects_file}")
+    for w in report.warnings:
+        click.echo(f"  warning: {w}")
+    t = report.totals
+    click.echo(
+        f"total: {t.files} files, {t.rows} rows, {t.imported} imported, {t.rejected} rejected, "
+        f"{t.duplicates} duplicates"
+    )
+
+
+@main.command("import")
+@_config_option
+@_source_option
+@click.option("--file", "files", multiple=True, help="Import just this file (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Map, validate and count; write nothing to the sink or state.")
+@click.option(
+    "--rejects",
+    "rejects_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write a CSV of rejected rows per file into this folder.",
+)
+@click.option("--force", is_flag=True, help="Import the named files again even if already imported.")
+@_command
+def import_(
+    config_path: Path | None,
+    source_name: str | None,
+    files: tuple[str, ...],
+    dry_run: bool,
+    rejects_dir: Path | None,
+    force: bool,
+    as_json: bool,
+) -> int:
+    """Import every new or changed complete file and print the report."""
+    from truagents_import.config import load_config
+    from truagents_import.importer import Importer
+
+    if force and not files:
+        raise click.UsageError("--force needs the files to re-import, named with --file")
+    config = load_config(config_path)
+    with Importer.from_config(config, source_name, rejects_dir=rejects_dir) as importer:
+        report = importer.run(files=list(files) or None, dry_run=dry_run, force=force)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        _print_report(report)
+    return 0 if report.ok else 1
+
+
+@main.command("ls")
+@_config_option
+@_source_option
+@_command
+def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
+    """List the remote files with size, modification time and state."""
+    from truagents_import.config import load_config
+    from truagents_import.state import StateStore
+
+    config = load_config(config_path)
+    source = config.source(source_name)
+    state = StateStore(config.state.path)
+    try:
+        files = source.list_files(state)
+    finally:
+        state.close()
+        if source.integration is not None:
+            source.integration.close()
+    if as_json:
+        _emit_json(
+            {
+                "source": source.name,
+                "path": source.path,
+                "files": [
+                    {
+                        "path": f.path,
+                        "size": f.size,
+                        "mtime": f.mtime.isoformat(),
+                        "state": f.state,
+                        "note": f.note,
+                    }
+                    for f in files
+                ],
+            }
+        )
+        return 0
+    if not files:
+        click.echo(f"no files matching {source.pattern!r} in {source.path}")
+    for f in files:
+        note = f"  ({f.note})" if f.note else ""
+        click.echo(f"{f.state:<10} {f.size:>12}  {f.mtime:%Y-%m-%d %H:%M:%S}  {escape_name(f.path)}{note}")
+    return 0
+
+
+@main.command("serve")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("sftp-root"),
+    show_default=True,
+    help="Folder the server is confined to.",
+)
+@click.option(
+    "--port", type=int, default=2222, show_default=True, help="Port on 127.0.0.1 (0 picks a free one)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--authorized-keys",
+    "authorized_keys",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="File of public keys (one per line) allowed to log in.",
+)
+@_command
+def serve(root: Path, port: int, host: str, authorized_keys: Path, as_json: bool) -> int:
+    """Run a local SFTP server (keys only, confined to ROOT) until interrupted."""
+    from truagents_import.server import SFTPServer
+
+    try:
+        lines = [ln.strip() for ln in authorized_keys.read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {authorized_keys}: {exc.strerror}") from None
+    keys = [ln for ln in lines if ln and not ln.startswith("#")]
+    root.mkdir(parents=True, exist_ok=True)
+    server = SFTPServer(root, keys, host=host, port=port).start()
+    info = {
+        "host": server.host,
+        "port": server.port,
+        "root": str(server.root),
+        "host_key": server.host_key_fingerprint,
+        "known_hosts_line": server.known_hosts_line(),
+    }
+    if as_json:
+        _emit_json(info)
+    else:
+        click.echo(f"serving {server.root} on {server.host}:{server.port} (Ctrl-C to stop)")
+        click.echo(f'pin its host key: host_key = "{server.host_key_fingerprint}"')
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+@main.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the demo (default: a new temporary folder).",
+)
+@_command
+def demo(directory: Path | None, as_json: bool) -> int:
+    """Run the whole path locally: server, key, upload, import into SQLite."""
+    from truagents_import.demo import run_demo
+
+    result = run_demo(directory)
+    if as_json:
+        _emit_json(
+            {
+                "directory": str(result.directory),
+                "config": str(result.config),
+                "database": str(result.database),
+                "report": result.report.to_dict(),
+            }
+        )
+    else:
+        _print_report(result.report)
+        click.echo(f"\ncontacts are in {result.database} (table contacts)")
+        click.echo(f"try: sqlite3 {result.database} 'select identity, email, phone, timezone from contacts'")
+        click.echo(f"configuration used: {result.config}")
+    return 0 if result.report.ok else 1
+
+
+@main.command("plugins")
+@_command
+def plugins(as_json: bool) -> int:
+    """List installed plugins, their hooks and versions."""
+    from truagents_import.plugins import Plugins
+
+    found = Plugins.build()
+    listing = found.list()
+    if as_json:
+        _emit_json({"plugins": listing, "sinks": sorted(found.sinks)})
+        return 0
+    for p in listing:
+        dist = f"  [{p['distribution']}]" if p["distribution"] else ""
+        click.echo(f"{p['name']}{dist}: {', '.join(p['hooks'])}")
+    click.echo(f"sink types: {', '.join(sorted(found.sinks))}")
+    return 0

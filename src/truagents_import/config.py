@@ -1,0 +1,176 @@
+"""``truagents-import.toml`` <-> attrs classes, through the package's one cattrs converter.
+
+Unknown keys are refused and every mistake names its path (``sources[0].min_age: ...``).
+Relative paths in the file are relative to the file itself.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from truagents_import._converter import converter
+from truagents_import.contact import FieldError, normalise_timezone
+from truagents_import.errors import ConfigError
+from truagents_import.integration import Integration
+from truagents_import.mapping import valid_target
+from truagents_import.source import DataSource
+
+__all__ = ["CONFIG_NAME", "Config", "SinkConfig", "StateConfig", "load_config"]
+
+#: The file the command line reads from the working folder.
+CONFIG_NAME = "truagents-import.toml"
+
+
+@attrs.define
+class SinkConfig:
+    """``[sink]``: the sink type and its options (passed to the sink's factory)."""
+
+    type: str = "sqlite"
+    options: dict[str, Any] = attrs.field(factory=lambda: {"path": "contacts.db"})
+
+
+@attrs.define
+class StateConfig:
+    """``[state]``: where the state database lives."""
+
+    path: Path = Path(".truagents-import/state.db")
+
+
+@attrs.define
+class Config:
+    """A whole configuration file."""
+
+    integration: Integration | None = None
+    sources: list[DataSource] = attrs.field(factory=list)
+    sink: SinkConfig = attrs.field(factory=SinkConfig)
+    state: StateConfig = attrs.field(factory=StateConfig)
+    #: The file this configuration was read from, if any.
+    path: Path | None = None
+
+    def source(self, name: str | None = None) -> DataSource:
+        """The source called ``name``, or the only source when ``name`` is None."""
+        if not self.sources:
+            raise ConfigError("the configuration has no [[sources]]; add one with name, path and pattern")
+        if name is None:
+            if len(self.sources) > 1:
+                names = ", ".join(s.name for s in self.sources)
+                raise ConfigError(f"several sources are configured ({names}); choose one with --source NAME")
+            return self.sources[0]
+        for s in self.sources:
+            if s.name == name:
+                return s
+        names = ", ".join(s.name for s in self.sources)
+        raise ConfigError(f"no source named {name!r}; configured sources: {names}")
+
+
+converter.register_structure_hook(
+    DataSource,
+    make_dict_structure_fn(
+        DataSource,
+        converter,
+        integration=override(omit=True),
+        fs=override(omit=True),
+        _cattrs_forbid_extra_keys=True,
+    ),
+)
+
+
+def _structure_sink(value: Any, _: type) -> SinkConfig:
+    if not isinstance(value, dict):
+        raise TypeError("[sink] must be a table")
+    options = dict(value)
+    kind = options.pop("type", "sqlite")
+    if not isinstance(kind, str):
+        raise TypeError("type must be a string")
+    return SinkConfig(type=kind, options=options)
+
+
+converter.register_structure_hook(SinkConfig, _structure_sink)
+converter.register_structure_hook(
+    Config,
+    make_dict_structure_fn(Config, converter, path=override(omit=True), _cattrs_forbid_extra_keys=True),
+)
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, cattrs.errors.ForbiddenExtraKeysError):
+        return f"unknown key(s) {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, ValueError | TypeError) and str(exc) and type_ in (None, type(None)):
+        return str(exc)
+    name = getattr(type_, "__name__", str(type_))
+    if isinstance(exc, ValueError) and "expected" in str(exc):
+        return str(exc)
+    return f"expected {name}" + (f" ({exc})" if str(exc) and not isinstance(exc, TypeError) else "")
+
+
+def _messages(exc: Exception) -> list[str]:
+    out = []
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format):
+        message, _, where = line.rpartition(" @ ")
+        where = where.removeprefix("$").lstrip(".") or "(top level)"
+        out.append(f"{where}: {message}")
+    return out
+
+
+def _resolve(base: Path, value: Path | str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> Config:
+    """Build a :class:`Config` from a dict (a parsed TOML file); relative paths resolve against ``base``."""
+    try:
+        config = converter.structure(data, Config)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        messages = _messages(exc) if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
+        where = f"{path}: " if path else ""
+        raise ConfigError(where + "; ".join(messages)) from None
+    config.path = path
+    if config.integration is not None:
+        config.integration.private_key = _resolve(base, config.integration.private_key)
+        if config.integration.known_hosts is not None:
+            config.integration.known_hosts = _resolve(base, config.integration.known_hosts)
+    names = set()
+    for i, source in enumerate(config.sources):
+        if source.name in names:
+            raise ConfigError(f"sources[{i}].name: {source.name!r} is used by two sources")
+        names.add(source.name)
+        source.integration = config.integration
+        for column, target in source.mapping.items():
+            if not valid_target(target):
+                msg = (
+                    f"sources[{i}].mapping.{column!r}: {target!r} is not a contact field; use one of "
+                    "external_id, email, phone, first_name, last_name, full_name, timezone, tags, "
+                    "unsubscribed, or attributes.<name>"
+                )
+                raise ConfigError(msg)
+        if source.default_timezone is not None:
+            try:
+                source.default_timezone = normalise_timezone(source.default_timezone)
+            except FieldError as exc:
+                raise ConfigError(f"sources[{i}].default_timezone: {exc.message}") from None
+    if "path" in config.sink.options:
+        config.sink.options["path"] = _resolve(base, config.sink.options["path"])
+    config.state.path = _resolve(base, config.state.path)
+    return config
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read a configuration file (``truagents-import.toml`` in the working folder by default)."""
+    file = Path(path) if path is not None else Path.cwd() / CONFIG_NAME
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = f"no configuration file at {file}; create {CONFIG_NAME} or pass --config PATH"
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(data, file.resolve().parent, file)

@@ -1,0 +1,541 @@
+"""Importer: runs a data source into a sink through the plugin hooks, remembering what it imported.
+
+For each file: download once to a local spool file (hashing it on the way), skip it if that
+content was imported before, read and map it, turn rows into contacts in batches, let the
+validators judge each batch, stage the valid contacts by identity (the later row wins), and
+only then hand them to the sink and commit. The state is written after the sink's commit, so a
+crash at any point leaves either nothing or a file that the next run imports again (upserts
+make that idempotent).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from truagents_import.config import Config
+from truagents_import.contact import (
+    Contact,
+    FieldError,
+    infer_timezone,
+    normalise_bool,
+    normalise_email,
+    normalise_phone,
+    normalise_tags,
+    normalise_timezone,
+    split_full_name,
+)
+from truagents_import.errors import ConnectError, PluginError
+from truagents_import.hookspecs import Sink
+from truagents_import.mapping import FULL_NAME, ColumnMapping, resolve_mapping
+from truagents_import.plugins import Plugins
+from truagents_import.reading import FileRejected, Layout, open_rows
+from truagents_import.report import FileResult, ImportReport, Problem
+from truagents_import.source import DataSource, RemoteFile
+from truagents_import.state import StateStore
+
+__all__ = ["Importer", "rejects_file_name"]
+
+_CONNECTION_ERRORS = (
+    asyncssh.SFTPNoConnection,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.ConnectionLost,
+    asyncssh.ChannelOpenError,
+    asyncssh.DisconnectError,
+    ConnectionError,
+    BrokenPipeError,
+    TimeoutError,
+)
+
+
+def rejects_file_name(remote_path: str) -> str:
+    """A safe local name for a file's rejects: the remote name can never pick the folder."""
+    base = remote_path.rsplit("/", 1)[-1]
+    for suffix in (".gz", ".csv", ".txt", ".tsv"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".") or "file"
+    return safe[:150] + ".rejects.csv"
+
+
+class _RowBuilder:
+    """Turns one raw row into a contact, or into the problems that reject it."""
+
+    def __init__(self, source: DataSource, header: list[str], mapping: ColumnMapping, file: str) -> None:
+        self.source = source
+        self.header = header
+        self.width = len(header)
+        self.fields = mapping.fields
+        self.attributes = mapping.attributes
+        self.file = file
+        self.drop_invalid = source.on_invalid == "drop_field"
+        self.dropped = 0
+
+    def _cell(self, row: list[str], field: str) -> str:
+        index = self.fields.get(field)
+        return "" if index is None else row[index].strip()
+
+    def build(self, row: list[str], number: int) -> tuple[Contact | None, list[Problem]]:
+        if len(row) != self.width:
+            message = f"{len(row)} fields where the header has {self.width}"
+            return None, [Problem(code="ragged_row", message=message, row=number)]
+        problems: list[Problem] = []
+        values: dict[str, Any] = {}
+
+        def check(field: str, func: Any, *args: Any) -> Any:
+            raw = self._cell(row, field)
+            if not raw:
+                return None
+            try:
+                return func(raw, *args)
+            except FieldError as exc:
+                if self.drop_invalid:
+                    self.dropped += 1
+                else:
+                    column = self.header[self.fields[field]]
+                    problems.append(
+                        Problem(code=exc.code, message=exc.message, column=column, row=number, value=raw)
+                    )
+                return None
+
+        values["external_id"] = self._cell(row, "external_id") or None
+        values["email"] = check("email", normalise_email)
+        values["phone"] = check("phone", normalise_phone, self.source.default_region)
+        first, last = self._cell(row, "first_name") or None, self._cell(row, "last_name") or None
+        if FULL_NAME in self.fields:
+            first, last = split_full_name(self._cell(row, FULL_NAME))
+        values["first_name"], values["last_name"] = first, last
+        tz = check("timezone", normalise_timezone)
+        if tz is None and not self._cell(row, "timezone"):
+            if self.source.infer_timezone and values["phone"]:
+                tz = infer_timezone(values["phone"])
+            if tz is None:
+                tz = self.source.default_timezone
+        values["timezone"] = tz
+        values["tags"] = normalise_tags(self._cell(row, "tags"))
+        values["unsubscribed"] = check("unsubscribed", normalise_bool)
+        if problems:
+            return None, problems
+        attributes = {name: row[index] for name, index in self.attributes}
+        contact = Contact(
+            **values, attributes=attributes, source=self.source.name, source_file=self.file, source_row=number
+        )
+        return contact, []
+
+
+class _Staging:
+    """Valid contacts of one file, keyed by identity in a local SQLite file (the later row wins)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE staged (identity TEXT PRIMARY KEY, row INTEGER NOT NULL, payload TEXT)"
+        )
+        self._db.execute("BEGIN")
+        self.added = 0
+
+    def add(self, contacts: Sequence[Contact]) -> None:
+        self._db.executemany(
+            "INSERT INTO staged VALUES (?, ?, ?) ON CONFLICT (identity) DO UPDATE SET "
+            "row = excluded.row, payload = excluded.payload",
+            [(c.identity, c.source_row, _dump(c)) for c in contacts],
+        )
+        self.added += len(contacts)
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM staged").fetchone()[0])
+
+    def contacts(self, batch_size: int) -> Iterator[list[Contact]]:
+        cur = self._db.execute("SELECT payload FROM staged ORDER BY row")
+        while rows := cur.fetchmany(batch_size):
+            yield [_load(r[0]) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _dump(c: Contact) -> str:
+    return json.dumps(
+        [
+            c.external_id,
+            c.email,
+            c.phone,
+            c.first_name,
+            c.last_name,
+            c.timezone,
+            c.tags,
+            c.unsubscribed,
+            c.attributes,
+            c.source,
+            c.source_file,
+            c.source_row,
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _load(payload: str) -> Contact:
+    v = json.loads(payload)
+    return Contact(
+        external_id=v[0],
+        email=v[1],
+        phone=v[2],
+        first_name=v[3],
+        last_name=v[4],
+        timezone=v[5],
+        tags=tuple(v[6]),
+        unsubscribed=v[7],
+        attributes=v[8],
+        source=v[9],
+        source_file=v[10],
+        source_row=v[11],
+    )
+
+
+class _Rejects:
+    """The rejects CSV of one file: original columns plus ``_row, _code, _column, _message``."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self._file = path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow([_neutralise(h) for h in header] + ["_row", "_code", "_column", "_message"])
+        self.count = 0
+
+    def add(self, row: list[str], problem: Problem) -> None:
+        self._writer.writerow(
+            [_neutralise(v) for v in row]
+            + [
+                str(problem.row or ""),
+                problem.code,
+                _neutralise(problem.column or ""),
+                _neutralise(problem.message),
+            ]
+        )
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralise(value: str) -> str:
+    """Cells a spreadsheet would execute get a leading apostrophe (SPEC 8)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+class Importer:
+    """Runs a :class:`DataSource` into a :class:`Sink` through the plugin hooks.
+
+    :param source: the data source to import.
+    :param sink: where contacts go (any object with ``write``, ``commit`` and ``close``).
+    :param state: a :class:`StateStore` or a path to its SQLite file; without one, what was
+        imported is remembered only for the life of this importer.
+    :param plugins: plugins to register besides the built-ins and installed entry points.
+    :param rejects_dir: where to write a rejects CSV for each file with rejected rows.
+    :param entry_points: load plugins installed under the ``truagents_import`` entry-point group.
+    """
+
+    def __init__(
+        self,
+        source: DataSource,
+        sink: Sink,
+        *,
+        state: StateStore | Path | str | None = None,
+        plugins: Sequence[object] = (),
+        rejects_dir: Path | str | None = None,
+        batch_size: int = 5000,
+        entry_points: bool = True,
+        plugin_set: Plugins | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.state = state if isinstance(state, StateStore) else StateStore(state or ":memory:")
+        self.plugins = plugin_set or Plugins.build(plugins, entry_points=entry_points)
+        self.rejects_dir = None if rejects_dir is None else Path(rejects_dir)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_config(
+        cls, config: Config, source: str | None = None, *, rejects_dir: Path | str | None = None
+    ) -> Importer:
+        """An importer for one source of a configuration, with its sink and state database."""
+        plugins = Plugins.build()
+        sink = plugins.make_sink(config.sink.type, config.sink.options)
+        return cls(
+            config.source(source),
+            sink,
+            state=StateStore(config.state.path),
+            rejects_dir=rejects_dir,
+            plugin_set=plugins,
+        )
+
+    def close(self) -> None:
+        """Close the sink, the state database and the source's connection."""
+        try:
+            self.sink.close()
+        finally:
+            self.state.close()
+            if self.source.integration is not None:
+                self.source.integration.close()
+
+    def __enter__(self) -> Importer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(
+        self,
+        files: Sequence[RemoteFile | str] | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> ImportReport:
+        """Import every new or changed complete file (or just ``files``) and report on each.
+
+        ``dry_run`` maps, validates and counts without writing to the sink or the state.
+        ``force`` imports the named files again even when their content was imported before.
+        """
+        report = ImportReport(source=self.source.name, dry_run=dry_run, started_at=datetime.now(UTC))
+        listing = self.source.list_files(self.state)
+        todo: list[RemoteFile] = []
+        if files is None:
+            for f in listing:
+                if f.state in ("new", "changed"):
+                    todo.append(f)
+                elif f.state == "imported":
+                    report.files.append(FileResult(f.path, "skipped", reason="already imported", size=f.size))
+                elif f.state == "incomplete":
+                    report.files.append(FileResult(f.path, "incomplete", reason=f.note, size=f.size))
+        else:
+            by_path = {f.path: f for f in listing}
+            for wanted in files:
+                path = wanted.path if isinstance(wanted, RemoteFile) else wanted
+                if not path.startswith("/") and path not in by_path:
+                    path = f"{self.source.path.rstrip('/')}/{path}"
+                found = by_path.get(path)
+                if found is None:
+                    reason = f"not found in {self.source.path} (or its name does not match {self.source.pattern!r})"
+                    report.files.append(FileResult(path, "failed", reason=reason))
+                elif found.state in ("incomplete", "ignored"):
+                    report.files.append(FileResult(path, "incomplete", reason=found.note, size=found.size))
+                else:
+                    todo.append(found)
+        with tempfile.TemporaryDirectory(prefix="truagents-import-") as spool:
+            for index, remote in enumerate(todo):
+                result = self._import_file(remote, Path(spool), index, dry_run=dry_run, force=force)
+                report.files.append(result)
+        report.finished_at = datetime.now(UTC)
+        report.warnings.extend(self.plugins.import_finished(report, self.source))
+        return report
+
+    def _download(self, remote: RemoteFile, dest: Path) -> str:
+        try:
+            return self.source.download(remote, dest)
+        except _CONNECTION_ERRORS:
+            if self.source.integration is None:
+                raise
+            self.source.integration.reconnect()
+            return self.source.download(remote, dest)
+
+    def _import_file(
+        self, remote: RemoteFile, spool: Path, index: int, *, dry_run: bool, force: bool
+    ) -> FileResult:
+        started = datetime.now(UTC)
+        result = FileResult(remote.path, "imported", size=remote.size)
+        local = spool / f"{index}.data"
+        header: list[str] | None = None
+        try:
+            result.sha256 = self._download(remote, local)
+        except (OSError, asyncssh.Error, ConnectError) as exc:
+            result.status, result.reason = "failed", f"download failed: {exc}"
+            return result
+        if not force:
+            earlier = self.state.imported_sha(self.source.name, result.sha256)
+            if earlier is not None:
+                result.status = "skipped"
+                result.reason = (
+                    "already imported"
+                    if earlier == remote.path
+                    else f"same content already imported as {earlier}"
+                )
+                if not dry_run:
+                    self.state.record(
+                        self.source.name, result, mtime=remote.mtime, header=None, started_at=started
+                    )
+                return result
+        staging = _Staging(spool / f"{index}.staging")
+        rejects: _Rejects | None = None
+        try:
+            with open_rows(
+                local,
+                encoding=self.source.encoding,
+                delimiter=self.source.delimiter,
+                max_field_size=self.source.max_field_size,
+                max_decompressed_size=self.source.max_decompressed_size,
+            ) as (layout, rows):
+                header = layout.header
+                mapping = self._mapping(layout, remote.path)
+                result.warnings.extend(mapping.warnings)
+                if self.rejects_dir is not None:
+                    rejects = _Rejects(spool / f"{index}.rejects.csv", header)
+                self._stage(rows, layout, mapping, remote.path, result, staging, rejects)
+            result.imported = staging.count()
+            result.duplicates = staging.added - result.imported
+            if result.rows == 0:
+                result.warnings.append("the file has a header but no data rows")
+            if not dry_run:
+                self._deliver(staging, remote.path)
+        except FileRejected as exc:
+            result.status, result.reason = "rejected", exc.message
+            result.problems.insert(0, Problem(code=exc.code, message=exc.message))
+            result.imported = result.duplicates = 0
+            result.rejected = result.rows
+        except PluginError as exc:
+            result.status, result.reason = "failed", str(exc)
+            result.imported = result.duplicates = 0
+            result.rejected = result.rows
+        finally:
+            staging.close()
+            if rejects is not None:
+                rejects.close()
+        assert result.rows == result.imported + result.rejected + result.duplicates
+        if rejects is not None and rejects.count and self.rejects_dir is not None:
+            self.rejects_dir.mkdir(parents=True, exist_ok=True)
+            target = _unique(self.rejects_dir / rejects_file_name(remote.path))
+            rejects.path.replace(target)
+            result.rejects_file = str(target)
+        if not dry_run:
+            if result.status == "imported":
+                self._after_import(remote, result)
+            self.state.record(self.source.name, result, mtime=remote.mtime, header=header, started_at=started)
+        return result
+
+    def _mapping(self, layout: Layout, file: str) -> ColumnMapping:
+        header = layout.header
+        blank = [i + 1 for i, h in enumerate(header) if not h]
+        if blank:
+            raise FileRejected(
+                "blank_header", f"header column(s) {blank} have no name; every column needs one"
+            )
+        seen: dict[str, int] = {}
+        for h in header:
+            seen[h] = seen.get(h, 0) + 1
+        dupes = sorted(h for h, n in seen.items() if n > 1)
+        if dupes:
+            raise FileRejected("duplicate_header", f"header names appear more than once: {', '.join(dupes)}")
+        mapping = resolve_mapping(
+            header, self.plugins.map_columns(header, self.source, file), self.source.mapping
+        )
+        if not mapping.has_identity:
+            msg = (
+                f"no column maps to external_id, email or phone; columns seen: {', '.join(header)}. "
+                "Name one of them like 'email', 'phone' or 'external id', or map it in [sources.mapping]"
+            )
+            raise FileRejected("no_identity_column", msg)
+        return mapping
+
+    def _stage(
+        self,
+        rows: Iterator[list[str] | None],
+        layout: Layout,
+        mapping: ColumnMapping,
+        file: str,
+        result: FileResult,
+        staging: _Staging,
+        rejects: _Rejects | None,
+    ) -> None:
+        builder = _RowBuilder(self.source, layout.header, mapping, file)
+        batch: list[Contact] = []
+        raw_batch: list[list[str]] = []
+
+        def reject(row: list[str], problems: list[Problem]) -> None:
+            result.rejected += 1
+            for p in problems:
+                result.add_problem(p)
+            if rejects is not None:
+                rejects.add(row, problems[0])
+
+        def flush() -> None:
+            verdicts = self.plugins.validate_contacts(batch, self.source, file)
+            bad: dict[int, list[Problem]] = {}
+            for i, problem in verdicts:
+                if problem.row is None:
+                    problem = Problem(
+                        problem.code, problem.message, problem.column, batch[i].source_row, problem.value
+                    )
+                bad.setdefault(i, []).append(problem)
+            staging.add([c for i, c in enumerate(batch) if i not in bad])
+            for i in sorted(bad):
+                reject(raw_batch[i], bad[i])
+            batch.clear()
+            raw_batch.clear()
+
+        for number, row in enumerate(rows, start=1):
+            result.rows += 1
+            if row is None:
+                limit = self.source.max_field_size
+                problem = Problem(
+                    code="field_too_large", message=f"a field is larger than {limit} bytes", row=number
+                )
+                reject([], [problem])
+                continue
+            contact, problems = builder.build(row, number)
+            if contact is None:
+                reject(row, problems)
+                continue
+            batch.append(contact)
+            raw_batch.append(row)
+            if len(batch) >= self.batch_size:
+                flush()
+        if batch:
+            flush()
+        if builder.dropped:
+            result.warnings.append(f"{builder.dropped} invalid values dropped (on_invalid = drop_field)")
+
+    def _deliver(self, staging: _Staging, file: str) -> None:
+        try:
+            for contacts in staging.contacts(self.batch_size):
+                self.sink.write(contacts)
+            self.sink.commit()
+        except Exception as exc:
+            rollback = getattr(self.sink, "rollback", None)
+            if callable(rollback):
+                try:
+                    rollback()
+                except Exception:  # noqa: S110 - the sink is already failing; report the first error
+                    pass
+            msg = f"sink {type(self.sink).__name__} failed on {file}: {type(exc).__name__}: {exc}"
+            raise PluginError(msg, plugin=type(self.sink).__name__, hook="write") from exc
+
+    def _after_import(self, remote: RemoteFile, result: FileResult) -> None:
+        action = self.source.after_import
+        try:
+            if action == "delete":
+                self.source.remove(remote.path)
+            elif action.startswith("move:"):
+                self.source.move(remote.path, action.removeprefix("move:"))
+        except (OSError, asyncssh.Error, ConnectError) as exc:
+            result.warnings.append(f"imported, but after_import {action!r} failed: {exc}")
+
+
+def _unique(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name.removesuffix('.rejects.csv')}.{n}.rejects.csv")
+    return candidate

@@ -1,0 +1,210 @@
+"""Bytes -> rows: decompression, encoding and delimiter detection, limits.
+
+Reading works on a local spool file (the importer downloads each remote file once, hashing
+it on the way), so a file is never held in memory and never parsed over the network.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import attrs
+
+__all__ = ["DELIMITERS", "FileRejected", "Layout", "open_rows", "sniff"]
+
+#: Delimiters that are detected, in order of preference on a tie.
+DELIMITERS = (",", ";", "\t", "|")
+_SAMPLE = 64 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class FileRejected(Exception):
+    """The file as a whole cannot be imported; ``code`` is stable, the message says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@attrs.frozen
+class Layout:
+    """What was detected about a file: compression, encoding, delimiter and header."""
+
+    compression: str | None
+    encoding: str
+    delimiter: str
+    header: list[str]
+
+
+class _LimitedReader(io.RawIOBase):
+    """Counts decompressed bytes and refuses to go past a limit (a guard against gzip bombs)."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(b))
+        self._left -= len(data)
+        if self._left < 0:
+            msg = f"decompressed size exceeds max_decompressed_size ({self._limit} bytes)"
+            raise FileRejected("too_large", msg)
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+@contextmanager
+def _open_binary(path: Path, max_decompressed_size: int) -> Iterator[tuple[BinaryIO, str | None]]:
+    with path.open("rb") as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        if magic == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                limited = io.BufferedReader(_LimitedReader(gz, max_decompressed_size), buffer_size=1 << 20)
+                yield limited, "gzip"
+        else:
+            yield raw, None
+
+
+def _detect_encoding(sample: bytes) -> str:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if sample.startswith(b"PK\x03\x04"):
+        raise FileRejected("not_csv", "this is a ZIP archive (an Excel .xlsx workbook?), not a CSV text file")
+    if b"\x00" in sample:
+        raise FileRejected(
+            "not_csv", "binary data (NUL bytes) found: not a CSV text file, or UTF-16 without a BOM"
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    try:
+        sample.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        msg = f"cannot be decoded as UTF-8, UTF-16 or Windows-1252 (byte 0x{sample[exc.start]:02x} at {exc.start})"
+        raise FileRejected("undecodable", msg) from None
+    return "cp1252"
+
+
+def _detect_delimiter(text: str) -> str:
+    lines = text.splitlines()[:20]
+    if not lines:
+        return ","
+    best, best_score = ",", 1
+    for delimiter in DELIMITERS:
+        records = list(csv.reader(lines, delimiter=delimiter))
+        if not records:
+            continue
+        width = len(records[0])
+        if width < 2:
+            continue
+        consistent = sum(1 for r in records[1:] if len(r) == width)
+        score = width * (1 + consistent)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def sniff(
+    path: Path,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    max_decompressed_size: int = 1 << 34,
+) -> tuple[str | None, str, str]:
+    """Detect compression, encoding and delimiter from the start of a file."""
+    with _open_binary(path, max_decompressed_size) as (f, compression):
+        try:
+            sample = f.read(_SAMPLE)
+        except (OSError, EOFError) as exc:
+            raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
+    if not sample.strip():
+        raise FileRejected("empty", "the file is empty")
+    enc = encoding or _detect_encoding(sample)
+    if delimiter is None:
+        text = codecs.getincrementaldecoder(enc)(errors="replace").decode(sample, final=False)
+        delimiter = _detect_delimiter(text)
+    return compression, enc, delimiter
+
+
+@contextmanager
+def open_rows(
+    path: Path,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    max_field_size: int = 1 << 20,
+    max_decompressed_size: int = 1 << 34,
+) -> Iterator[tuple[Layout, Iterator[list[str] | None]]]:
+    """Open a CSV file and yield its layout and an iterator of its data rows (blank lines skipped).
+
+    A row holding a field larger than ``max_field_size`` comes out as ``None``: the caller
+    rejects that row and reading goes on.
+
+    Raises :class:`FileRejected` for an empty, undecodable or header-less file, and while
+    iterating when decoding fails part-way.
+    """
+    compression, enc, delim = sniff(
+        path, encoding=encoding, delimiter=delimiter, max_decompressed_size=max_decompressed_size
+    )
+    previous_limit = csv.field_size_limit(max_field_size)
+    try:
+        with _open_binary(path, max_decompressed_size) as (raw, _):
+            text = io.TextIOWrapper(raw, encoding=enc, newline="")
+            reader = csv.reader(text, delimiter=delim)
+            try:
+                header = next(reader)
+                while not header:
+                    header = next(reader)
+            except StopIteration:
+                raise FileRejected("empty", "the file is empty") from None
+            except UnicodeDecodeError as exc:
+                raise FileRejected("undecodable", f"cannot be decoded as {enc}: {exc.reason}") from None
+            header = [h.strip() for h in header]
+            if header and header[0].startswith("\ufeff"):
+                header[0] = header[0].lstrip("\ufeff")
+            if not any(header):
+                raise FileRejected("no_header", "the first line is blank: a header row is required")
+
+            def rows() -> Iterator[list[str] | None]:
+                try:
+                    while True:
+                        try:
+                            row = next(reader)
+                        except StopIteration:
+                            return
+                        except csv.Error as exc:
+                            if "field larger than field limit" not in str(exc):
+                                msg = f"malformed CSV near line {reader.line_num}: {exc}"
+                                raise FileRejected("malformed_csv", msg) from None
+                            yield None
+                            continue
+                        if row:
+                            yield row
+                except UnicodeDecodeError as exc:
+                    msg = f"cannot be decoded as {enc} after row {reader.line_num}: {exc.reason}"
+                    raise FileRejected("undecodable", msg) from None
+                except (OSError, EOFError) as exc:
+                    raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
+
+            yield Layout(compression=compression, encoding=enc, delimiter=delim, header=header), rows()
+    finally:
+        csv.field_size_limit(previous_limit)

@@ -1,0 +1,123 @@
+"""The ``sqlite`` sink, the embedded default: table ``contacts``, one row per identity, upserted."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from truagents_import.contact import Contact
+from truagents_import.errors import ConfigError
+from truagents_import.hookspecs import SinkFactory, hookimpl
+
+__all__ = ["SQLiteSink"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contacts (
+    identity TEXT PRIMARY KEY,
+    external_id TEXT,
+    email TEXT,
+    phone TEXT,
+    first_name TEXT,
+    last_name TEXT,
+    timezone TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    unsubscribed INTEGER,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    source TEXT,
+    source_file TEXT,
+    source_row INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)
+"""
+
+_UPSERT = """
+INSERT INTO contacts (identity, external_id, email, phone, first_name, last_name, timezone, tags,
+                      unsubscribed, attributes, source, source_file, source_row, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (identity) DO UPDATE SET
+    external_id = excluded.external_id, email = excluded.email, phone = excluded.phone,
+    first_name = excluded.first_name, last_name = excluded.last_name, timezone = excluded.timezone,
+    tags = excluded.tags, unsubscribed = excluded.unsubscribed, attributes = excluded.attributes,
+    source = excluded.source, source_file = excluded.source_file, source_row = excluded.source_row,
+    updated_at = excluded.updated_at
+"""
+
+
+class SQLiteSink:
+    """Upserts contacts by identity into ``contacts`` (WAL; one transaction per file).
+
+    ``tags`` and ``attributes`` are stored as JSON text; ``unsubscribed`` as 1, 0 or NULL.
+    """
+
+    def __init__(self, path: Path | str = "contacts.db") -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"sqlite sink {self.path} cannot be opened: {exc}"
+            raise ConfigError(msg) from None
+        self._in_transaction = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteSink({str(self.path)!r})"
+
+    def write(self, contacts: Sequence[Contact]) -> None:
+        """Upsert a batch inside the file's transaction."""
+        if not self._in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+        now = datetime.now(UTC).isoformat()
+        self._db.executemany(
+            _UPSERT,
+            [
+                (
+                    c.identity,
+                    c.external_id,
+                    c.email,
+                    c.phone,
+                    c.first_name,
+                    c.last_name,
+                    c.timezone,
+                    json.dumps(list(c.tags), ensure_ascii=False),
+                    None if c.unsubscribed is None else int(c.unsubscribed),
+                    json.dumps(dict(c.attributes), ensure_ascii=False),
+                    c.source,
+                    c.source_file,
+                    c.source_row,
+                    now,
+                    now,
+                )
+                for c in contacts
+            ],
+        )
+
+    def commit(self) -> None:
+        """Commit the file's transaction (durable once this returns)."""
+        if self._in_transaction:
+            self._db.execute("COMMIT")
+            self._in_transaction = False
+
+    def rollback(self) -> None:
+        """Abandon everything written since the last commit."""
+        if self._in_transaction:
+            self._db.execute("ROLLBACK")
+            self._in_transaction = False
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and close."""
+        self.rollback()
+        self._db.close()
+
+
+@hookimpl
+def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
+    """Offer the ``sqlite`` sink (option: ``path``, default ``contacts.db``)."""
+    register("sqlite", SQLiteSink)

@@ -1,0 +1,241 @@
+"""DataSource: one recurring feed (folder + pattern + options) and its files."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from truagents_import.errors import ConfigError
+from truagents_import.integration import Integration
+from truagents_import.report import escape_name
+
+if TYPE_CHECKING:
+    from truagents_import.state import StateStore
+
+__all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
+
+#: Names ending like this are uploads in progress and never importable (SPEC 4).
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart", ".partial")
+
+#: The state of a remote file as ``ls`` shows it.
+FileState = Literal["new", "imported", "changed", "incomplete", "ignored"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_AFTER_IMPORT = re.compile(r"^(leave|delete|move:.+)$")
+_READ_CHUNK = 8 << 20
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"`` -> a timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        msg = f"expected a duration like '24h' or '7d', got {text!r}"
+        raise ValueError(msg)
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is an upload in progress or hidden (never importable)."""
+    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+@attrs.frozen
+class RemoteFile:
+    """One file on the server as listed: path, size, modification time and state."""
+
+    path: str
+    size: int
+    mtime: datetime
+    state: FileState = "new"
+    #: Why the file has its state, when that needs saying (``incomplete``, ``ignored``).
+    note: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The file's name without its folder."""
+        return posixpath.basename(self.path)
+
+    def __str__(self) -> str:
+        return escape_name(self.path)
+
+
+def _validate_after_import(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _AFTER_IMPORT.match(value):
+        msg = f"after_import must be 'leave', 'delete' or 'move:<folder>', got {value!r}"
+        raise ValueError(msg)
+
+
+def _validate_on_invalid(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ("reject", "drop_field"):
+        msg = f"on_invalid must be 'reject' or 'drop_field', got {value!r}"
+        raise ValueError(msg)
+
+
+def _validate_expect_every(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        parse_duration(value)
+
+
+@attrs.define
+class DataSource:
+    """One recurring feed on an integration (SPEC 2, configured by ``[[sources]]``).
+
+    Without an integration, ``fs`` names any fsspec filesystem (a local folder by default),
+    which is how notebooks and tests point a source at files on disk.
+    """
+
+    name: str
+    path: str
+    pattern: str = "*.csv"
+    mapping: dict[str, str] = attrs.field(factory=dict)
+    default_region: str | None = None
+    default_timezone: str | None = None
+    infer_timezone: bool = False
+    expect_every: str | None = attrs.field(default=None, validator=_validate_expect_every)
+    min_age: float = 60.0
+    ready_marker: str | None = None
+    after_import: str = attrs.field(default="leave", validator=_validate_after_import)
+    on_invalid: str = attrs.field(default="reject", validator=_validate_on_invalid)
+    encoding: str | None = None
+    delimiter: str | None = None
+    max_field_size: int = 1 << 20
+    max_decompressed_size: int = 4 << 30
+    integration: Integration | None = attrs.field(default=None, repr=False, eq=False)
+    fs: Any = attrs.field(default=None, repr=False, eq=False)
+
+    def filesystem(self) -> Any:
+        """The fsspec filesystem the files are on: the integration's, ``fs``, or the local disk."""
+        if self.integration is not None:
+            return self.integration.fs
+        if self.fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self.fs = LocalFileSystem()
+        return self.fs
+
+    def refresh(self) -> list[RemoteFile]:
+        """Reconnect (a dropped connection is never reused) and list the files again."""
+        if self.integration is not None:
+            self.integration.reconnect()
+        return self.list_files()
+
+    def _entries(self) -> list[dict[str, Any]]:
+        fs = self.filesystem()
+        try:
+            entries: list[dict[str, Any]] = fs.ls(self.path, detail=True)
+        except FileNotFoundError:
+            msg = f"source {self.name!r}: folder {self.path!r} does not exist on the server"
+            raise ConfigError(msg) from None
+        return entries
+
+    def _ready_marker_for(self, name: str) -> str | None:
+        if self.ready_marker is None:
+            return None
+        stem = name.rsplit(".", 1)[0]
+        return self.ready_marker.format(name=name, stem=stem)
+
+    def list_files(self, state: StateStore | None = None, *, now: datetime | None = None) -> list[RemoteFile]:
+        """The files in the folder that match the pattern, oldest first, with their state.
+
+        Files named like uploads in progress are listed as ``ignored``; files younger than
+        ``min_age`` or waiting for their ``ready_marker`` as ``incomplete``. With a state
+        store, files already imported are ``imported`` and files whose size or time changed
+        since are ``changed``.
+        """
+        now = now or datetime.now(UTC)
+        entries = [e for e in self._entries() if e.get("type") == "file"]
+        names = {posixpath.basename(e["name"]) for e in entries}
+        files: list[RemoteFile] = []
+        for e in entries:
+            name = posixpath.basename(e["name"])
+            path = posixpath.join(self.path, name)
+            mtime = _as_datetime(e.get("mtime") or e.get("created"))
+            size = int(e.get("size") or 0)
+            if is_temporary(name):
+                if fnmatch.fnmatchcase(_strip_temporary(name), self.pattern):
+                    files.append(
+                        RemoteFile(path, size, mtime, "ignored", "upload in progress (temporary name)")
+                    )
+                continue
+            if not fnmatch.fnmatchcase(name, self.pattern):
+                continue
+            marker = self._ready_marker_for(name)
+            if marker is not None and marker == name:
+                continue
+            file_state: FileState = "new"
+            note = None
+            age = (now - mtime).total_seconds()
+            if age < self.min_age:
+                file_state, note = "incomplete", f"modified {age:.0f} s ago; min_age is {self.min_age:g} s"
+            elif marker is not None and marker not in names:
+                file_state, note = "incomplete", f"waiting for ready marker {marker}"
+            elif state is not None:
+                file_state = state.file_state(self.name, path, size, mtime)
+            files.append(RemoteFile(path, size, mtime, file_state, note))
+        files.sort(key=lambda f: (f.mtime, f.path))
+        return files
+
+    def download(self, file: RemoteFile | str, dest: Path) -> str:
+        """Copy a remote file to a local path, returning its sha256; large reads, never line by line."""
+        path = file.path if isinstance(file, RemoteFile) else file
+        fs = self.filesystem()
+        digest = hashlib.sha256()
+        kwargs = {"block_size": 261120} if self.integration is not None else {}
+        with fs.open(path, "rb", **kwargs) as src, dest.open("wb") as out:
+            while chunk := src.read(_READ_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
+
+    def read(self, file: RemoteFile | str, plugins: tuple[object, ...] = ()) -> Iterator[Any]:
+        """Map and validate one file and yield its valid contacts, writing nothing anywhere."""
+        from truagents_import.importer import Importer
+        from truagents_import.sinks.memory import MemorySink
+
+        sink = MemorySink()
+        Importer(self, sink, plugins=plugins).run(files=[file], force=True)
+        yield from sink.contacts
+
+    def remove(self, path: str) -> None:
+        """Delete a remote file (``after_import = "delete"``)."""
+        self.filesystem().rm_file(path)
+
+    def move(self, path: str, folder: str) -> str:
+        """Move a remote file into a folder with an atomic rename (``after_import = "move:<dir>"``)."""
+        fs = self.filesystem()
+        target_dir = folder if folder.startswith("/") else posixpath.join(self.path, folder)
+        fs.makedirs(target_dir, exist_ok=True)
+        target = posixpath.join(target_dir, posixpath.basename(path))
+        if self.integration is not None:
+            from truagents_import.integration import posix_rename
+
+            posix_rename(fs, path, target)
+        else:
+            fs.mv(path, target)
+        return target
+
+
+def _strip_temporary(name: str) -> str:
+    name = name.lstrip(".")
+    lower = name.lower()
+    for suffix in TEMPORARY_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    return datetime.fromtimestamp(0, tz=UTC)

@@ -1,0 +1,134 @@
+"""The state database: which files were imported, with what content and what result.
+
+SQLite by default. A file's content is identified by its sha256, so the same content under
+another name is recognised, and a changed file is imported again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from truagents_import.errors import ConfigError
+
+if TYPE_CHECKING:
+    from truagents_import.report import FileResult
+    from truagents_import.source import FileState
+
+__all__ = ["StateStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER,
+    mtime TEXT,
+    sha256 TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    rows INTEGER NOT NULL DEFAULT 0,
+    imported INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    header TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_sha ON files (source, sha256, status);
+CREATE INDEX IF NOT EXISTS files_by_path ON files (source, path, id);
+"""
+
+
+class StateStore:
+    """What was imported, per source and file. ``StateStore(":memory:")`` remembers for one process only."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            msg = f"state database {self.path} cannot be opened: {exc}"
+            raise ConfigError(msg) from None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __repr__(self) -> str:
+        return f"StateStore({self.path!r})"
+
+    def imported_sha(self, source: str, sha256: str) -> str | None:
+        """The path under which this content was already imported by this source, if it was."""
+        row = self._db.execute(
+            "SELECT path FROM files WHERE source = ? AND sha256 = ? AND status = 'imported' ORDER BY id DESC LIMIT 1",
+            (source, sha256),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def file_state(self, source: str, path: str, size: int, mtime: datetime) -> FileState:
+        """``imported`` when the last import of this path had this size and time, ``changed``
+        when it had another, ``new`` when the path was never imported."""
+        row = self._db.execute(
+            "SELECT size, mtime FROM files WHERE source = ? AND path = ? AND status IN ('imported', 'skipped') "
+            "ORDER BY id DESC LIMIT 1",
+            (source, path),
+        ).fetchone()
+        if row is None:
+            return "new"
+        if row[0] == size and row[1] == mtime.isoformat():
+            return "imported"
+        return "changed"
+
+    def last_header(self, source: str) -> list[str] | None:
+        """The header of the last file this source imported."""
+        row = self._db.execute(
+            "SELECT header FROM files WHERE source = ? AND status = 'imported' AND header IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (source,),
+        ).fetchone()
+        return None if row is None else list(json.loads(row[0]))
+
+    def record(
+        self,
+        source: str,
+        result: FileResult,
+        *,
+        mtime: datetime | None,
+        header: list[str] | None,
+        started_at: datetime,
+    ) -> None:
+        """Remember the outcome of one file (one row per attempt; the newest wins)."""
+        self._db.execute(
+            "INSERT INTO files (source, path, size, mtime, sha256, status, reason, rows, imported, rejected,"
+            " duplicates, header, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                source,
+                result.path,
+                result.size,
+                None if mtime is None else mtime.isoformat(),
+                result.sha256,
+                result.status,
+                result.reason,
+                result.rows,
+                result.imported,
+                result.rejected,
+                result.duplicates,
+                None if header is None else json.dumps(header),
+                started_at.isoformat(),
+                datetime.now(UTC).isoformat(),
+            ),
+        )
+
+    def history(self, source: str) -> list[dict[str, object]]:
+        """Every recorded attempt of a source, oldest first (for reports and debugging)."""
+        cur = self._db.execute("SELECT * FROM files WHERE source = ? ORDER BY id", (source,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -1,0 +1,34 @@
+"""The built-in row validators, registered as a plugin like any other.
+
+Field values are normalised and checked while rows become contacts (see
+:mod:`truagents_import.contact`); this plugin adds the rules that need the whole contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from truagents_import.hookspecs import hookimpl
+from truagents_import.report import Problem
+
+if TYPE_CHECKING:
+    from truagents_import.contact import Contact
+    from truagents_import.source import DataSource
+
+__all__ = ["validate_contacts"]
+
+
+@hookimpl
+def validate_contacts(contacts: list[Contact], source: DataSource) -> Iterator[tuple[int, Problem]]:
+    """Reject contacts with no identity: no external_id, email or phone."""
+    for index, contact in enumerate(contacts):
+        if contact.identity is None:
+            yield (
+                index,
+                Problem(
+                    code="missing_identity",
+                    message="no external_id, email or phone: a contact needs at least one of them",
+                    row=contact.source_row,
+                ),
+            )
