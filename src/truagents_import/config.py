@@ -6,6 +6,7 @@ Relative paths in the file are relative to the file itself.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,12 @@ def _messages(exc: Exception) -> list[str]:
     out = []
     for line in cattrs.transform_error(exc, path="$", format_exception=_format):
         message, _, where = line.rpartition(" @ ")
-        where = where.removeprefix("$").lstrip(".") or "(top level)"
-        out.append(f"{where}: {message}")
+        where = where.removeprefix("$").lstrip(".")
+        # attrs validators run in __init__, so cattrs places their errors on the table: name the key.
+        named = re.match(r"^(\w+) must ", message)
+        if named and not where.endswith(named.group(1)):
+            where = f"{where}.{named.group(1)}" if where else named.group(1)
+        out.append(f"{where or '(top level)'}: {message}")
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,13 @@ def _load_default(spec: str) -> tuple[str, object]:
     return module_name, module
 
 
+def _plugin_name(plugin: object) -> str:
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def get_plugin_manager(plugins: Iterable[object] = (), *, entry_points: bool = True) -> pluggy.PluginManager:
     """A plugin manager with the specs, the built-ins, installed entry points and ``plugins``."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -62,7 +70,12 @@ def get_plugin_manager(plugins: Iterable[object] = (), *, entry_points: bool = T
     if entry_points:
         pm.load_setuptools_entrypoints(hookspecs.PROJECT)
     for plugin in plugins:
-        pm.register(plugin)
+        name = _plugin_name(plugin)
+        candidate, n = name, 1
+        while pm.has_plugin(candidate):
+            n += 1
+            candidate = f"{name}#{n}"
+        pm.register(plugin, name=candidate)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

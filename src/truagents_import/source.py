@@ -38,7 +38,7 @@ def parse_duration(text: str) -> timedelta:
     """``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"`` -> a timedelta."""
     m = _DURATION.match(text)
     if not m:
-        msg = f"expected a duration like '24h' or '7d', got {text!r}"
+        msg = f"expect_every must be a duration like '24h' or '7d', got {text!r}"
         raise ValueError(msg)
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 

@@ -1,0 +1,33 @@
+"""Sessions: `nox` runs the tests and the linters; `nox -s bench` measures speed and memory."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = ["pytest>=8", "hypothesis>=6"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the built package (real sshd, embedded server, real files)."""
+    session.install(".", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy --strict."""
+    session.install(".", "ruff", "mypy", *TEST_DEPS)
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src")
+    session.run("mypy", "--strict", "src/truagents_import")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: peak memory and throughput of a large import (minutes, not for CI)."""
+    session.install(".")
+    session.run("python", "benchmarks/memory.py", *session.posargs)

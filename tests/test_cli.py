@@ -1,0 +1,207 @@
+"""The command line against configuration files and real servers: output, JSON and exit statuses."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import Endpoint
+from truagents_import.cli import main
+
+CONFIG = """
+[integration]
+host = "{host}"
+port = {port}
+username = "{user}"
+private_key = "{key}"
+host_key = "{fp}"
+
+[[sources]]
+name = "crm-drop"
+path = "{inbox}"
+pattern = "contacts_*.csv"
+default_region = "US"
+min_age = 0
+
+[sink]
+type = "sqlite"
+path = "out/contacts.db"
+
+[state]
+path = "state/state.db"
+"""
+
+
+def _config(endpoint: Endpoint, key_file: Path, write: Callable[[str], Path], **over: str) -> Path:
+    values = {"host": endpoint.host, "port": str(endpoint.port), "user": endpoint.username, "key": str(key_file),
+              "fp": endpoint.fingerprint, "inbox": endpoint.inbox_remote} | over
+    return write(CONFIG.format(**values))
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout
+
+
+def test_import_json_report_and_ls(endpoint: Endpoint, key_file: Path, write_config: Callable[[str], Path]) -> None:
+    cfg = _config(endpoint, key_file, write_config)
+    endpoint.put("contacts_a.csv", "email,phone\na@example.com,(212) 555-0123\nnope,\n")
+    status, out = run("ls", "--config", str(cfg), "--json")
+    assert status == 0
+    listing = json.loads(out)
+    assert [(Path(f["path"]).name, f["state"]) for f in listing["files"]] == [("contacts_a.csv", "new")]
+
+    status, out = run("import", "--config", str(cfg), "--json", "--rejects", str(cfg.parent / "rejects"))
+    assert status == 0
+    report = json.loads(out)
+    assert report["source"] == "crm-drop" and report["dry_run"] is False
+    [f] = report["files"]
+    assert {k: f[k] for k in ("status", "rows", "imported", "rejected", "duplicates")} == {
+        "status": "imported", "rows": 2, "imported": 1, "rejected": 1, "duplicates": 0,
+    }
+    assert f["problems"][0]["code"] == "invalid_email" and f["problems"][0]["row"] == 2
+    assert report["totals"] == {"files": 1, "rows": 2, "imported": 1, "rejected": 1, "duplicates": 0}
+    rejects = Path(f["rejects_file"])
+    assert rejects.parent == cfg.parent / "rejects"
+    assert rejects.read_text().splitlines() == ["email,phone,_row,_code,_column,_message",
+                                                 "nope,,2,invalid_email,email,not a valid email address: "
+                                                 "An email address must have an @-sign."]
+    db = sqlite3.connect(cfg.parent / "out" / "contacts.db")
+    assert db.execute("select identity, email, phone, source, source_row from contacts").fetchall() == [
+        ("a@example.com", "a@example.com", "+12125550123", "crm-drop", 1)
+    ]
+    status, out = run("ls", "--config", str(cfg), "--json")
+    assert [f["state"] for f in json.loads(out)["files"]] == ["imported"]
+    status, out = run("import", "--config", str(cfg))
+    assert status == 0 and "skipped" in out
+
+
+def test_rejected_file_exits_1(endpoint: Endpoint, key_file: Path, write_config: Callable[[str], Path]) -> None:
+    cfg = _config(endpoint, key_file, write_config)
+    endpoint.put("contacts_b.csv", "colour,size\nred,1\n")
+    status, out = run("import", "--config", str(cfg), "--json")
+    assert status == 1
+    [f] = json.loads(out)["files"]
+    assert f["status"] == "rejected"
+    assert f["problems"][0]["code"] == "no_identity_column"
+    assert "colour, size" in f["reason"]
+
+
+def test_dry_run_writes_nothing(endpoint: Endpoint, key_file: Path, write_config: Callable[[str], Path]) -> None:
+    cfg = _config(endpoint, key_file, write_config)
+    endpoint.put("contacts_c.csv", "email\nc@example.com\n")
+    status, out = run("import", "--config", str(cfg), "--json", "--dry-run")
+    assert status == 0
+    report = json.loads(out)
+    assert report["dry_run"] is True and report["totals"]["imported"] == 1
+    db = sqlite3.connect(cfg.parent / "out" / "contacts.db")
+    assert db.execute("select count(*) from contacts").fetchone() == (0,)
+    status, out = run("ls", "--config", str(cfg), "--json")
+    assert [f["state"] for f in json.loads(out)["files"]] == ["new"]
+
+
+def test_wrong_host_key_exits_3(endpoint: Endpoint, key_file: Path, write_config: Callable[[str], Path]) -> None:
+    wrong = "SHA256:" + "B" * 43
+    cfg = _config(endpoint, key_file, write_config, fp=wrong)
+    endpoint.put("contacts_d.csv", "email\nd@example.com\n")
+    status, out = run("import", "--config", str(cfg), "--json")
+    assert status == 3
+    error = json.loads(out)
+    assert error["exit_status"] == 3
+    assert endpoint.fingerprint in error["error"] and wrong in error["error"]
+    db = sqlite3.connect(cfg.parent / "out" / "contacts.db")
+    assert db.execute("select count(*) from contacts").fetchone() == (0,)
+
+
+def test_unknown_key_and_bad_value_exit_2(tmp_path: Path, write_config: Callable[[str], Path]) -> None:
+    cfg = write_config('[[sources]]\nname = "x"\npath = "/in"\nmin_age = "soon"\ncolour = 1\n')
+    status, out = run("ls", "--config", str(cfg), "--json")
+    assert status == 2
+    message = json.loads(out)["error"]
+    assert "sources[0]" in message and "colour" in message and "min_age" in message
+    status, _ = run("ls", "--config", str(tmp_path / "missing.toml"))
+    assert status == 2
+
+
+def test_config_without_pinned_host_key_exits_2(key_file: Path, write_config: Callable[[str], Path]) -> None:
+    cfg = write_config(f'[integration]\nhost = "127.0.0.1"\nusername = "u"\nprivate_key = "{key_file}"\n'
+                       '[[sources]]\nname = "x"\npath = "/in"\n')
+    status, out = run("ls", "--config", str(cfg), "--json")
+    assert status == 2
+    assert "truagents-import trust" in json.loads(out)["error"]
+
+
+def test_closed_port_exits_3(key_file: Path, write_config: Callable[[str], Path]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_config(f'[integration]\nhost = "127.0.0.1"\nport = {port}\nusername = "u"\n'
+                       f'private_key = "{key_file}"\nhost_key = "SHA256:{"C" * 43}"\n'
+                       '[[sources]]\nname = "x"\npath = "/in"\n')
+    status, out = run("import", "--config", str(cfg), "--json")
+    assert status == 3
+    assert "cannot connect" in json.loads(out)["error"]
+
+
+EXPECTED_DEMO = [
+    # identity, external_id, email, phone, first, last, timezone, tags, unsubscribed, attributes, file, row
+    ("C-1001", "C-1001", "ada.lovelace@example.com", "+12125550123", "Ada", "Lovelace", "Europe/London",
+     ["vip", "newsletter"], 0, {"Plan": "gold"}, "contacts_2026-11-22.csv", 1),
+    ("C-1002", "C-1002", "grace.hopper@example.org", "+14158675309", "Grace", "Hopper", "America/New_York",
+     ["newsletter", "events"], 1, {"Plan": "platinum"}, "contacts_2026-11-22.csv", 5),
+    ("C-1004", "C-1004", "katherine@example.net", "+442079460958", "Katherine", "Johnson", "America/Chicago",
+     ["beta", "vip"], 0, {"Plan": "gold"}, "contacts_2026-11-22.csv", 4),
+    ("barbara@example.com", None, "barbara@example.com", "+16172531000", "Barbara", "Liskov", "America/New_York",
+     [], None, {"Company": "MIT\nCSAIL"}, "contacts_2026-11-23.csv", 4),
+    ("jose@example.com", None, "jose@example.com", "+33142685300", "José", "Álvarez", "America/New_York",
+     ["eu", "beta"], None, {"Company": "Ácme; Ltd"}, "contacts_2026-11-23.csv", 2),
+    ("margaret@example.com", None, "margaret@example.com", "+16465550199", "Margaret Heafield", "Hamilton",
+     "America/New_York", ["apollo"], None, {"Company": "MIT"}, "contacts_2026-11-23.csv", 1),
+]
+
+
+def test_demo_command_imports_exactly_the_samples(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("truagents-import")
+    proc = subprocess.run([str(exe), "demo", "--dir", str(tmp_path / "demo"), "--json"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    db = sqlite3.connect(out["database"])
+    rows = db.execute(
+        "select identity, external_id, email, phone, first_name, last_name, timezone, tags, unsubscribed,"
+        " attributes, source_file, source_row from contacts order by identity"
+    ).fetchall()
+    got = [(*r[:7], json.loads(r[7]), r[8], json.loads(r[9]), Path(r[10]).name, r[11]) for r in rows]
+    assert got == EXPECTED_DEMO
+    totals = out["report"]["totals"]
+    assert totals == {"files": 2, "rows": 10, "imported": 6, "rejected": 3, "duplicates": 1}
+
+
+def test_demo_human_output_names_the_database(tmp_path: Path) -> None:
+    status, out = run("demo", "--dir", str(tmp_path / "d"))
+    assert status == 0
+    assert str(tmp_path / "d" / "contacts.db") in out
+
+
+@pytest.mark.parametrize("command", ["import", "ls", "demo", "serve", "plugins"])
+def test_every_command_has_help(command: str) -> None:
+    status, out = run(command, "--help")
+    assert status == 0 and "--json" in out
+
+
+def test_plugins_lists_builtins() -> None:
+    status, out = run("plugins", "--json")
+    data = json.loads(out)
+    assert status == 0
+    assert {"memory", "jsonl", "sqlite"} <= set(data["sinks"])
+    names = {p["name"] for p in data["plugins"]}
+    assert "truagents_import.mapping.BuiltinAliases" in names
