@@ -83,10 +83,13 @@ def test_every_alias_maps_to_its_field() -> None:
 
 def test_resolve_mapping_explicit_wins_and_attributes_keep_the_rest() -> None:
     header = ["Mail", "E-mail Addr", "Phone", "Plan", "Full Name", "First"]
-    m = resolve_mapping(header, [{"Mail": "email", "Phone": "phone"}], {"E-mail Addr": "email", "Plan": "attributes.plan"})
-    assert m.fields["email"] == 0
-    assert m.by_column["E-mail Addr"] == "attributes.E-mail Addr"
-    assert m.warnings  # two columns for email
+    explicit = {"E-mail Addr": "email", "Plan": "attributes.plan"}
+    m = resolve_mapping(header, [{"Mail": "email", "Phone": "phone"}], explicit)
+    assert m.fields["email"] == 1
+    assert m.by_column["Mail"] == "attributes.Mail"
+    m3 = resolve_mapping(["Mail", "Email"], [{"Mail": "email", "Email": "email"}], {})
+    assert m3.fields["email"] == 0
+    assert m3.warnings == ("columns 'Mail' and 'Email' both map to email; 'Email' kept in attributes",)
     assert ("plan", 3) in m.attributes
     m2 = resolve_mapping(header, [{"Full Name": "full_name", "First": "first_name"}], {})
     assert "full_name" not in m2.fields and ("Full Name", 4) in m2.attributes

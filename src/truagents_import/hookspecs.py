@@ -51,7 +51,7 @@ SinkFactory = Callable[..., Sink]
 
 
 @hookspec
-def map_columns(header: list[str], source: DataSource) -> Mapping[str, str] | None:  # type: ignore[empty-body]
+def map_columns(header: list[str], source: DataSource) -> Mapping[str, str] | None:
     """Map a file's header to contact fields: return ``{column: field or "attributes.<name>"}``.
 
     Called once per file, before any row is read. All results merge; the source's explicit
@@ -63,7 +63,7 @@ def map_columns(header: list[str], source: DataSource) -> Mapping[str, str] | No
 
 
 @hookspec
-def validate_contacts(  # type: ignore[empty-body]
+def validate_contacts(
     contacts: list[Contact], source: DataSource
 ) -> Iterable[tuple[int, Problem]] | None:
     """Check a batch of contacts: yield ``(index_in_batch, Problem)`` for each row to reject.

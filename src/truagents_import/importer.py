@@ -10,6 +10,7 @@ make that idempotent).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+import attrs
 
 from truagents_import.config import Config
 from truagents_import.contact import (
@@ -473,11 +475,8 @@ class Importer:
         def flush() -> None:
             verdicts = self.plugins.validate_contacts(batch, self.source, file)
             bad: dict[int, list[Problem]] = {}
-            for i, problem in verdicts:
-                if problem.row is None:
-                    problem = Problem(
-                        problem.code, problem.message, problem.column, batch[i].source_row, problem.value
-                    )
+            for i, found in verdicts:
+                problem = found if found.row is not None else attrs.evolve(found, row=batch[i].source_row)
                 bad.setdefault(i, []).append(problem)
             staging.add([c for i, c in enumerate(batch) if i not in bad])
             for i in sorted(bad):
@@ -515,10 +514,9 @@ class Importer:
         except Exception as exc:
             rollback = getattr(self.sink, "rollback", None)
             if callable(rollback):
-                try:
+                # The sink is already failing: report the first error, not the rollback's.
+                with contextlib.suppress(Exception):
                     rollback()
-                except Exception:  # noqa: S110 - the sink is already failing; report the first error
-                    pass
             msg = f"sink {type(self.sink).__name__} failed on {file}: {type(exc).__name__}: {exc}"
             raise PluginError(msg, plugin=type(self.sink).__name__, hook="write") from exc
 

@@ -8,6 +8,7 @@ keepalives; fsspec's instance cache is never used, and the connection is closed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import secrets
@@ -134,7 +135,10 @@ class Integration:
             )
             raise ConnectError(msg) from None
         except TimeoutError:
-            msg = f"{self.host}:{self.port} did not answer within {self.connect_timeout:g} s; check host, port and firewall"
+            msg = (
+                f"{self.host}:{self.port} did not answer within {self.connect_timeout:g} s; "
+                "check host, port and firewall"
+            )
             raise ConnectError(msg) from None
         except socket.gaierror as exc:
             raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from None
@@ -257,15 +261,12 @@ def close_filesystem(fs: Any) -> None:
         try:
             await pool.close()
         finally:
-            try:
+            with contextlib.suppress(OSError, asyncssh.Error):
                 await stack.aclose()
-            except (OSError, asyncssh.Error):
-                pass
 
-    try:
+    # A dead connection may fail to close; there is nothing left to keep.
+    with contextlib.suppress(Exception):
         sync(fs.loop, close, timeout=10)
-    except Exception:
-        pass
 
 
 def remote_name(path: str) -> str:

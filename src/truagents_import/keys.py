@@ -122,5 +122,5 @@ def load_private_key(path: Path, passphrase: str | None = None) -> asyncssh.SSHK
                 f"private key {path} is protected by a passphrase; set the variable named by `passphrase_env`"
             )
             raise KeyFileError(msg) from None
-        msg = f"private key {path} is not a private key asyncssh can read ({exc.reason}); use an OpenSSH ed25519 key"
+        msg = f"private key {path} is not a private key asyncssh can read ({exc}); use an OpenSSH ed25519 key"
         raise KeyFileError(msg) from None

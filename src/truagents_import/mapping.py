@@ -94,10 +94,17 @@ def resolve_mapping(
     for result in plugin_results:
         merged.update(result)
     folded_explicit = {fold_header(k): v for k, v in explicit.items()}
+    explicit_columns: set[str] = set()
     for column in header:
         target = explicit.get(column, folded_explicit.get(fold_header(column)))
         if target is not None:
             merged[column] = target
+            explicit_columns.add(column)
+    # A field the explicit mapping assigns is taken from that column, whatever plugins said.
+    claimed = {merged[c] for c in explicit_columns if not merged[c].startswith("attributes.")}
+    for column in header:
+        if column not in explicit_columns and merged.get(column) in claimed:
+            del merged[column]
 
     fields: dict[str, int] = {}
     attributes: list[tuple[str, int]] = []

@@ -133,7 +133,7 @@ class Plugins:
 
     def map_columns(self, header: list[str], source: DataSource, file: str) -> list[Mapping[str, str]]:
         """Every plugin's mapping of a header, in registration order."""
-        results = []
+        results: list[Mapping[str, str]] = []
         for impl in self._impls("map_columns"):
             result = self._call(impl, "map_columns", file, header=list(header), source=source)
             if result:

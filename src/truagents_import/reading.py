@@ -47,7 +47,7 @@ class Layout:
 class _LimitedReader(io.RawIOBase):
     """Counts decompressed bytes and refuses to go past a limit (a guard against gzip bombs)."""
 
-    def __init__(self, inner: IO[bytes], limit: int) -> None:
+    def __init__(self, inner: IO[bytes] | gzip.GzipFile, limit: int) -> None:
         self._inner = inner
         self._left = limit
         self._limit = limit
