@@ -10,10 +10,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from sshd import SSHD, find_sshd, run_sshd
 from truagents_import import DataSource, Integration, keys
 from truagents_import.server import SFTPServer
-
-from sshd import SSHD, find_sshd, run_sshd
 
 IN_CI = os.environ.get("CI") == "true"
 
