@@ -43,7 +43,7 @@ from truagents_import.plugins import Plugins
 from truagents_import.reading import FileRejected, Layout, open_rows
 from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.source import DataSource, RemoteFile
-from truagents_import.state import StateStore
+from truagents_import.state import Claim, State, StateStore
 
 __all__ = ["Importer", "rejects_file_name"]
 
@@ -104,9 +104,7 @@ class _RowBuilder:
                     self.dropped += 1
                 else:
                     column = self.header[self.fields[field]]
-                    problems.append(
-                        Problem(code=exc.code, message=exc.message, column=column, row=number, value=raw)
-                    )
+                    problems.append(Problem(code=exc.code, message=exc.message, column=column, row=number, value=raw))
                 return None
 
         values["external_id"] = self._cell(row, "external_id") or None
@@ -141,9 +139,7 @@ class _Staging:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(
-            "CREATE TABLE staged (identity TEXT PRIMARY KEY, row INTEGER NOT NULL, payload TEXT)"
-        )
+        self._db.execute("CREATE TABLE staged (identity TEXT PRIMARY KEY, row INTEGER NOT NULL, payload TEXT)")
         self._db.execute("BEGIN")
         self.added = 0
 
@@ -256,7 +252,7 @@ class Importer:
         source: DataSource,
         sink: Sink,
         *,
-        state: StateStore | Path | str | None = None,
+        state: State | Path | str | None = None,
         plugins: Sequence[object] = (),
         rejects_dir: Path | str | None = None,
         batch_size: int = 5000,
@@ -265,7 +261,7 @@ class Importer:
     ) -> None:
         self.source = source
         self.sink = sink
-        self.state = state if isinstance(state, StateStore) else StateStore(state or ":memory:")
+        self.state: State = StateStore(state or ":memory:") if state is None or isinstance(state, str | Path) else state
         self.plugins = plugin_set or Plugins.build(plugins, entry_points=entry_points)
         self.rejects_dir = None if rejects_dir is None else Path(rejects_dir)
         self.batch_size = batch_size
@@ -354,32 +350,50 @@ class Importer:
             self.source.integration.reconnect()
             return self.source.download(remote, dest)
 
-    def _import_file(
-        self, remote: RemoteFile, spool: Path, index: int, *, dry_run: bool, force: bool
-    ) -> FileResult:
+    def _import_file(self, remote: RemoteFile, spool: Path, index: int, *, dry_run: bool, force: bool) -> FileResult:
         started = datetime.now(UTC)
         result = FileResult(remote.path, "imported", size=remote.size)
         local = spool / f"{index}.data"
-        header: list[str] | None = None
         try:
             result.sha256 = self._download(remote, local)
         except (OSError, asyncssh.Error, ConnectError) as exc:
             result.status, result.reason = "failed", f"download failed: {exc}"
             return result
-        if not force:
-            earlier = self.state.imported_sha(self.source.name, result.sha256)
+        claim: Claim | None = None
+        if dry_run:
+            earlier = None if force else self.state.imported_sha(self.source.name, result.sha256)
             if earlier is not None:
                 result.status = "skipped"
                 result.reason = (
-                    "already imported"
-                    if earlier == remote.path
-                    else f"same content already imported as {earlier}"
+                    "already imported" if earlier == remote.path else f"same content already imported as {earlier}"
                 )
-                if not dry_run:
-                    self.state.record(
-                        self.source.name, result, mtime=remote.mtime, header=None, started_at=started
-                    )
                 return result
+        else:
+            taken = self.state.claim(self.source.name, result.sha256, remote.path, force=force)
+            if isinstance(taken, str):
+                result.status, result.reason = "skipped", taken
+                if not taken.startswith("being imported"):
+                    self.state.record(self.source.name, result, mtime=remote.mtime, header=None, started_at=started)
+                return result
+            claim = taken
+        try:
+            return self._process(remote, result, local, spool, index, started, dry_run=dry_run)
+        finally:
+            if claim is not None:
+                self.state.release(claim)
+
+    def _process(
+        self,
+        remote: RemoteFile,
+        result: FileResult,
+        local: Path,
+        spool: Path,
+        index: int,
+        started: datetime,
+        *,
+        dry_run: bool,
+    ) -> FileResult:
+        header: list[str] | None = None
         staging = _Staging(spool / f"{index}.staging")
         rejects: _Rejects | None = None
         try:
@@ -431,18 +445,14 @@ class Importer:
         header = layout.header
         blank = [i + 1 for i, h in enumerate(header) if not h]
         if blank:
-            raise FileRejected(
-                "blank_header", f"header column(s) {blank} have no name; every column needs one"
-            )
+            raise FileRejected("blank_header", f"header column(s) {blank} have no name; every column needs one")
         seen: dict[str, int] = {}
         for h in header:
             seen[h] = seen.get(h, 0) + 1
         dupes = sorted(h for h, n in seen.items() if n > 1)
         if dupes:
             raise FileRejected("duplicate_header", f"header names appear more than once: {', '.join(dupes)}")
-        mapping = resolve_mapping(
-            header, self.plugins.map_columns(header, self.source, file), self.source.mapping
-        )
+        mapping = resolve_mapping(header, self.plugins.map_columns(header, self.source, file), self.source.mapping)
         if not mapping.has_identity:
             msg = (
                 f"no column maps to external_id, email or phone; columns seen: {', '.join(header)}. "
@@ -488,9 +498,7 @@ class Importer:
             result.rows += 1
             if row is None:
                 limit = self.source.max_field_size
-                problem = Problem(
-                    code="field_too_large", message=f"a field is larger than {limit} bytes", row=number
-                )
+                problem = Problem(code="field_too_large", message=f"a field is larger than {limit} bytes", row=number)
                 reject([], [problem])
                 continue
             contact, problems = builder.build(row, number)

@@ -18,7 +18,7 @@ from truagents_import.integration import Integration
 from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
-    from truagents_import.state import StateStore
+    from truagents_import.state import State
 
 __all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
 
@@ -143,7 +143,7 @@ class DataSource:
         stem = name.rsplit(".", 1)[0]
         return self.ready_marker.format(name=name, stem=stem)
 
-    def list_files(self, state: StateStore | None = None, *, now: datetime | None = None) -> list[RemoteFile]:
+    def list_files(self, state: State | None = None, *, now: datetime | None = None) -> list[RemoteFile]:
         """The files in the folder that match the pattern, oldest first, with their state.
 
         Files named like uploads in progress are listed as ``ignored``; files younger than

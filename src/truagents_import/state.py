@@ -1,16 +1,22 @@
 """The state database: which files were imported, with what content and what result.
 
 SQLite by default. A file's content is identified by its sha256, so the same content under
-another name is recognised, and a changed file is imported again.
+another name is recognised, and a changed file is imported again. Importers sharing a state
+database claim each content before importing it, so two of them never import the same file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
 
 from truagents_import.errors import ConfigError
 
@@ -18,7 +24,7 @@ if TYPE_CHECKING:
     from truagents_import.report import FileResult
     from truagents_import.source import FileState
 
-__all__ = ["StateStore"]
+__all__ = ["CLAIM_LEASE", "Claim", "State", "StateStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -40,7 +46,66 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_sha ON files (source, sha256, status);
 CREATE INDEX IF NOT EXISTS files_by_path ON files (source, path, id);
+CREATE TABLE IF NOT EXISTS claims (
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    PRIMARY KEY (source, sha256)
+);
 """
+
+#: A claim older than this is taken over even when its owner cannot be checked (another host).
+CLAIM_LEASE = timedelta(hours=6)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(owner: str) -> bool | None:
+    """True/False for an owner on this host (is its process alive?), None for another host."""
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(rest.split(":", 1)[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+@attrs.frozen
+class Claim:
+    """The right to import one content of one source, held until released."""
+
+    source: str
+    sha256: str
+    owner: str
+
+
+class State(Protocol):
+    """What the importer needs of a state database (SQLite here; PostgreSQL for many workers)."""
+
+    def imported_sha(self, source: str, sha256: str) -> str | None: ...
+    def file_state(self, source: str, path: str, size: int, mtime: datetime) -> FileState: ...
+    def last_header(self, source: str) -> list[str] | None: ...
+    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | str: ...
+    def release(self, claim: Claim) -> None: ...
+    def record(
+        self,
+        source: str,
+        result: FileResult,
+        *,
+        mtime: datetime | None,
+        header: list[str] | None,
+        started_at: datetime,
+    ) -> None: ...
+    def history(self, source: str) -> list[dict[str, object]]: ...
+    def close(self) -> None: ...
 
 
 class StateStore:
@@ -48,13 +113,13 @@ class StateStore:
 
     def __init__(self, path: Path | str = ":memory:") -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             msg = f"state database {self.path} cannot be opened: {exc}"
             raise ConfigError(msg) from None
 
@@ -74,8 +139,8 @@ class StateStore:
         return None if row is None else str(row[0])
 
     def file_state(self, source: str, path: str, size: int, mtime: datetime) -> FileState:
-        """``imported`` when the last import of this path had this size and time, ``changed``
-        when it had another, ``new`` when the path was never imported."""
+        """``imported`` when the last import (or skip) of this path had this size and time,
+        ``changed`` when it had another, ``new`` when the path was never imported."""
         row = self._db.execute(
             "SELECT size, mtime FROM files WHERE source = ? AND path = ? AND status IN ('imported', 'skipped') "
             "ORDER BY id DESC LIMIT 1",
@@ -95,6 +160,48 @@ class StateStore:
             (source,),
         ).fetchone()
         return None if row is None else list(json.loads(row[0]))
+
+    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | str:
+        """Take the right to import this content, or say why not (already imported, or being
+        imported by a live importer). A claim whose owner died is taken over; ``force`` claims
+        content that was imported before."""
+        owner = _owner()
+        now = datetime.now(UTC)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            outcome = self._claim_locked(source, sha256, path, owner, now, force=force)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return outcome
+
+    def _claim_locked(
+        self, source: str, sha256: str, path: str, owner: str, now: datetime, *, force: bool
+    ) -> Claim | str:
+        done = None if force else self.imported_sha(source, sha256)
+        if done is not None:
+            return "already imported" if done == path else f"same content already imported as {done}"
+        row = self._db.execute(
+            "SELECT owner, claimed_at, path FROM claims WHERE source = ? AND sha256 = ?", (source, sha256)
+        ).fetchone()
+        if row is not None:
+            alive = _owner_alive(row[0])
+            fresh = now - datetime.fromisoformat(row[1]) < CLAIM_LEASE
+            if alive or (alive is None and fresh):
+                return f"being imported by another importer ({row[0]}, as {row[2]})"
+        self._db.execute(
+            "INSERT OR REPLACE INTO claims (source, sha256, path, owner, claimed_at) VALUES (?, ?, ?, ?, ?)",
+            (source, sha256, path, owner, now.isoformat()),
+        )
+        return Claim(source, sha256, owner)
+
+    def release(self, claim: Claim) -> None:
+        """Give a claim back (after the file's outcome is recorded)."""
+        self._db.execute(
+            "DELETE FROM claims WHERE source = ? AND sha256 = ? AND owner = ?",
+            (claim.source, claim.sha256, claim.owner),
+        )
 
     def record(
         self,
