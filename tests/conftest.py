@@ -96,10 +96,15 @@ def endpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Endpoint:
         inbox.mkdir()
         return Endpoint("embedded", server.host, server.port, getpass.getuser(), server.host_key_fingerprint,
                         "/inbox", inbox)
-    real: SSHD = request.getfixturevalue("sshd")
+    return request.getfixturevalue("openssh")
+
+
+@pytest.fixture
+def openssh(sshd: SSHD, tmp_path: Path) -> Endpoint:
+    """An inbox on the real OpenSSH sshd."""
     inbox = tmp_path / "openssh-inbox"
     inbox.mkdir()
-    return Endpoint("openssh", real.host, real.port, real.username, real.host_key_fingerprint, str(inbox), inbox)
+    return Endpoint("openssh", sshd.host, sshd.port, sshd.username, sshd.host_key_fingerprint, str(inbox), inbox)
 
 
 @pytest.fixture

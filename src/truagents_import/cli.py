@@ -155,6 +155,7 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
             {
                 "source": source.name,
                 "path": source.path,
+                "overdue": source.overdue(files),
                 "files": [
                     {
                         "path": f.path,
@@ -170,6 +171,9 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
         return 0
     if not files:
         click.echo(f"no files matching {source.pattern!r} in {source.path}")
+    late = source.overdue(files)
+    if late:
+        click.echo(f"warning: {late}")
     for f in files:
         note = f"  ({f.note})" if f.note else ""
         click.echo(f"{f.state:<10} {f.size:>12}  {f.mtime:%Y-%m-%d %H:%M:%S}  {escape_name(f.path)}{note}")

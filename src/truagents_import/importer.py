@@ -310,6 +310,9 @@ class Importer:
         """
         report = ImportReport(source=self.source.name, dry_run=dry_run, started_at=datetime.now(UTC))
         listing = self.source.list_files(self.state)
+        late = self.source.overdue(listing, report.started_at)
+        if late is not None:
+            report.warnings.append(late)
         todo: list[RemoteFile] = []
         if files is None:
             for f in listing:

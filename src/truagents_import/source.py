@@ -85,6 +85,15 @@ def _validate_expect_every(_: object, attribute: attrs.Attribute[str | None], va
         parse_duration(value)
 
 
+def _validate_pattern(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value.startswith("re:"):
+        try:
+            re.compile(value[3:])
+        except re.error as exc:
+            msg = f"pattern must be a glob or a valid regex after 're:': {exc}"
+            raise ValueError(msg) from None
+
+
 @attrs.define
 class DataSource:
     """One recurring feed on an integration (SPEC 2, configured by ``[[sources]]``).
@@ -95,7 +104,8 @@ class DataSource:
 
     name: str
     path: str
-    pattern: str = "*.csv"
+    #: A glob (``contacts_*.csv``) or a regex after ``re:``; a named group ``date`` orders the files.
+    pattern: str = attrs.field(default="*.csv", validator=_validate_pattern)
     mapping: dict[str, str] = attrs.field(factory=dict)
     default_region: str | None = None
     default_timezone: str | None = None
@@ -143,6 +153,15 @@ class DataSource:
         stem = name.rsplit(".", 1)[0]
         return self.ready_marker.format(name=name, stem=stem)
 
+    def _is_marker(self, name: str, names: set[str]) -> bool:
+        """Whether a file is a ready marker (of a file present, or by its marker suffix)."""
+        if self.ready_marker is None:
+            return False
+        suffix = self.ready_marker.replace("{name}", "").replace("{stem}", "")
+        if self.ready_marker.startswith(("{name}", "{stem}")) and suffix and name.endswith(suffix):
+            return True
+        return any(self._ready_marker_for(other) == name for other in names if other != name)
+
     def list_files(self, state: State | None = None, *, now: datetime | None = None) -> list[RemoteFile]:
         """The files in the folder that match the pattern, oldest first, with their state.
 
@@ -161,16 +180,16 @@ class DataSource:
             mtime = _as_datetime(e.get("mtime") or e.get("created"))
             size = int(e.get("size") or 0)
             if is_temporary(name):
-                if fnmatch.fnmatchcase(_strip_temporary(name), self.pattern):
+                if self.matches(_strip_temporary(name)):
                     files.append(
                         RemoteFile(path, size, mtime, "ignored", "upload in progress (temporary name)")
                     )
                 continue
-            if not fnmatch.fnmatchcase(name, self.pattern):
+            if not self.matches(name):
+                continue
+            if self._is_marker(name, names):
                 continue
             marker = self._ready_marker_for(name)
-            if marker is not None and marker == name:
-                continue
             file_state: FileState = "new"
             note = None
             age = (now - mtime).total_seconds()
@@ -181,8 +200,54 @@ class DataSource:
             elif state is not None:
                 file_state = state.file_state(self.name, path, size, mtime)
             files.append(RemoteFile(path, size, mtime, file_state, note))
-        files.sort(key=lambda f: (f.mtime, f.path))
+        files.sort(key=lambda f: (self._date_key(f.name), f.mtime, f.path))
         return files
+
+    def _regex(self) -> re.Pattern[str] | None:
+        if not self.pattern.startswith("re:"):
+            return None
+        return re.compile(self.pattern[3:])
+
+    def matches(self, name: str) -> bool:
+        """Whether a file name matches the pattern: a glob, or a regex written ``re:...``."""
+        regex = self._regex()
+        if regex is None:
+            return fnmatch.fnmatchcase(name, self.pattern)
+        return regex.fullmatch(name) is not None
+
+    def _date_key(self, name: str) -> str:
+        regex = self._regex()
+        if regex is None or "date" not in regex.groupindex:
+            return ""
+        m = regex.fullmatch(name)
+        value = m.group("date") if m else None
+        if not value:
+            return ""
+        for fmt in ("%Y-%m-%d", "%Y%m%d", "%Y_%m_%d", "%Y-%m-%dT%H%M%S", "%Y%m%d%H%M%S", "%d-%m-%Y", "%d.%m.%Y"):
+            try:
+                return datetime.strptime(value, fmt).isoformat()
+            except ValueError:
+                continue
+        return value
+
+    def overdue(self, files: list[RemoteFile], now: datetime | None = None) -> str | None:
+        """A message when ``expect_every`` is set and the newest file is older than that, else None."""
+        if self.expect_every is None:
+            return None
+        limit = parse_duration(self.expect_every)
+        now = now or datetime.now(UTC)
+        arrived = [f for f in files if f.state != "ignored"]
+        if not arrived:
+            return f"no file has arrived; one is expected every {self.expect_every}"
+        newest = max(f.mtime for f in arrived)
+        age = now - newest
+        if age <= limit:
+            return None
+        hours = age.total_seconds() / 3600
+        return (
+            f"the newest file arrived {hours:.1f} h ago ({newest:%Y-%m-%d %H:%M} UTC) but one is expected every "
+            f"{self.expect_every}: check the upstream export job"
+        )
 
     def download(self, file: RemoteFile | str, dest: Path) -> str:
         """Copy a remote file to a local path, returning its sha256; large reads, never line by line."""
