@@ -280,3 +280,50 @@ def plugins(as_json: bool) -> int:
         click.echo(f"{p['name']}{dist}: {', '.join(p['hooks'])}")
     click.echo(f"sink types: {', '.join(sorted(found.sinks))}")
     return 0
+
+@main.command("preview")
+@click.argument("file")
+@_config_option
+@_source_option
+@click.option("--rows", "n_rows", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="How many rows to show.")
+@_command
+def preview(config_path: Path | None, source_name: str | None, file: str, n_rows: int, as_json: bool) -> int:
+    """Show a remote file's encoding, delimiter, header, mapping, first rows and sample validity."""
+    from truagents_import.config import load_config
+    from truagents_import.importer import Importer
+
+    config = load_config(config_path)
+    with Importer.from_config(config, source_name) as importer:
+        result = importer.preview(file, rows=n_rows)
+    if as_json:
+        _emit_json(result.to_dict())
+        return 0 if result.rejected_because is None else 1
+    click.echo(f"file       {escape_name(result.path)} ({result.size} bytes)")
+    if result.encoding:
+        compression = f", {result.compression}" if result.compression else ""
+        click.echo(f"encoding   {result.encoding}{compression}; delimiter {result.delimiter!r}")
+    for column in result.header:
+        click.echo(f"  {escape_name(column):<30} -> {result.mapping.get(column, '?')}")
+    for row in result.rows:
+        click.echo("  | " + " | ".join(escape_name(c) for c in row))
+    click.echo(f"sample     {result.sampled} rows: {result.valid} valid, {result.rejected} rejected")
+    for code, count in result.problem_codes.items():
+        click.echo(f"  {code}: {count}")
+    for w in result.warnings:
+        click.echo(f"warning: {w}")
+    if result.rejected_because:
+        click.echo(f"the file would be rejected: {result.rejected_because}")
+        return 1
+    return 0
+
+
+def _check_marks() -> dict[str, str]:
+    from truagents_import.check import MARKS
+
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        "".join(MARKS.values()).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return {"pass": "+", "warn": "!", "fail": "x", "skip": "-"}
+    return MARKS

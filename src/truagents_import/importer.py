@@ -16,6 +16,7 @@ import json
 import re
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,8 @@ from truagents_import.errors import ConnectError, PluginError
 from truagents_import.hookspecs import Sink
 from truagents_import.mapping import FULL_NAME, ColumnMapping, resolve_mapping
 from truagents_import.plugins import Plugins
-from truagents_import.reading import FileRejected, Layout, open_rows
+from truagents_import.preview import Preview
+from truagents_import.reading import FileRejected, Layout, header_drift, open_rows
 from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.source import DataSource, RemoteFile
 from truagents_import.state import Claim, State, StateStore
@@ -344,6 +346,64 @@ class Importer:
         report.warnings.extend(self.plugins.import_finished(report, self.source))
         return report
 
+    def preview(self, file: RemoteFile | str, *, rows: int = 10, sample: int = 1000) -> Preview:
+        """Encoding, delimiter, header, mapping, the first ``rows`` rows and validation counts
+        on the first ``sample`` rows of one file, writing nothing anywhere."""
+        path = file.path if isinstance(file, RemoteFile) else file
+        if not path.startswith("/") and not Path(path).is_absolute():
+            path = f"{self.source.path.rstrip('/')}/{path}"
+        listing = {f.path: f for f in self.source.list_files(self.state)}
+        remote = listing.get(path) or RemoteFile(path, 0, datetime.now(UTC))
+        out = Preview(path=path, size=remote.size if path in listing else None)
+        with tempfile.TemporaryDirectory(prefix="truagents-preview-") as spool:
+            local = Path(spool) / "0.data"
+            self._download(remote, local)
+            try:
+                with open_rows(
+                    local,
+                    encoding=self.source.encoding,
+                    delimiter=self.source.delimiter,
+                    max_field_size=self.source.max_field_size,
+                    max_decompressed_size=self.source.max_decompressed_size,
+                ) as (layout, it):
+                    out.compression, out.encoding, out.delimiter = layout.compression, layout.encoding, layout.delimiter
+                    out.header = layout.header
+                    drift = header_drift(self.state.last_header(self.source.name), layout.header)
+                    if drift is not None:
+                        out.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+                        out.warnings.append(drift.describe())
+                    mapping = self._mapping(layout, path)
+                    out.mapping = dict(mapping.by_column)
+                    out.warnings.extend(mapping.warnings)
+                    builder = _RowBuilder(self.source, layout.header, mapping, path)
+                    codes: Counter[str] = Counter()
+                    batch: list[Contact] = []
+                    for number, row in enumerate(it, start=1):
+                        if number > sample:
+                            break
+                        out.sampled += 1
+                        if row is not None and len(out.rows) < rows:
+                            out.rows.append(row)
+                        if row is None:
+                            codes["field_too_large"] += 1
+                            continue
+                        contact, problems = builder.build(row, number)
+                        if contact is None:
+                            codes[problems[0].code] += 1
+                        else:
+                            batch.append(contact)
+                    bad = self.plugins.validate_contacts(batch, self.source, path)
+                    for _, problem in {i: p for i, p in bad}.items():
+                        codes[problem.code] += 1
+                    out.rejected = sum(codes.values())
+                    out.valid = out.sampled - out.rejected
+                    out.count(codes)
+            except FileRejected as exc:
+                out.rejected_because = exc.message
+            except PluginError as exc:
+                out.rejected_because = str(exc)
+        return out
+
     def _download(self, remote: RemoteFile, dest: Path) -> str:
         try:
             return self.source.download(remote, dest)
@@ -408,6 +468,12 @@ class Importer:
                 max_decompressed_size=self.source.max_decompressed_size,
             ) as (layout, rows):
                 header = layout.header
+                drift = header_drift(self.state.last_header(self.source.name), header)
+                if drift is not None:
+                    result.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+                    if self.source.on_drift == "reject":
+                        raise FileRejected("schema_drift", drift.describe() + "; on_drift = 'reject'")
+                    result.warnings.append(drift.describe())
                 mapping = self._mapping(layout, remote.path)
                 result.warnings.extend(mapping.warnings)
                 if self.rejects_dir is not None:

@@ -10,6 +10,7 @@ import codecs
 import csv
 import gzip
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import IO, BinaryIO
 
 import attrs
 
-__all__ = ["DELIMITERS", "FileRejected", "Layout", "open_rows", "sniff"]
+__all__ = ["DELIMITERS", "Drift", "FileRejected", "Layout", "header_drift", "open_rows", "sniff"]
 
 #: Delimiters that are detected, in order of preference on a tie.
 DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 
 
 class FileRejected(Exception):
@@ -82,14 +84,14 @@ def _open_binary(path: Path, max_decompressed_size: int) -> Iterator[tuple[Binar
 def _detect_encoding(sample: bytes) -> str:
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise FileRejected("unsupported_encoding", "the file is UTF-32 (by its BOM); save it as UTF-8 or UTF-16")
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if sample.startswith(b"PK\x03\x04"):
         raise FileRejected("not_csv", "this is a ZIP archive (an Excel .xlsx workbook?), not a CSV text file")
     if b"\x00" in sample:
-        raise FileRejected(
-            "not_csv", "binary data (NUL bytes) found: not a CSV text file, or UTF-16 without a BOM"
-        )
+        raise FileRejected("not_csv", "binary data (NUL bytes) found: not a CSV text file, or UTF-16 without a BOM")
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
     except UnicodeDecodeError:
@@ -134,15 +136,74 @@ def sniff(
     with _open_binary(path, max_decompressed_size) as (f, compression):
         try:
             sample = f.read(_SAMPLE)
+            probe = sample
+            if encoding is None and sample.isascii():
+                # The start is plain ASCII: find the first non-ASCII bytes, which tell
+                # UTF-8 from Windows-1252 for the whole file.
+                while (chunk := f.read(1 << 20)) and chunk.isascii():
+                    pass
+                first = _NON_ASCII.search(chunk)
+                if first is not None:
+                    probe = sample + chunk[first.start() : first.start() + _SAMPLE]
         except (OSError, EOFError) as exc:
             raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
     if not sample.strip():
         raise FileRejected("empty", "the file is empty")
-    enc = encoding or _detect_encoding(sample)
+    enc = encoding or _detect_encoding(probe)
     if delimiter is None:
         text = codecs.getincrementaldecoder(enc)(errors="replace").decode(sample, final=False)
         delimiter = _detect_delimiter(text)
     return compression, enc, delimiter
+
+
+class _Lines:
+    """Physical lines for csv, each at most ``cap`` characters: memory stays bounded.
+
+    A longer line is cut off (its rest is discarded) and flagged, so the row it belongs to is
+    rejected. Quote parity since the start of the current record is tracked so that, after csv
+    gives up on an oversized quoted field, the rest of that record can be skipped.
+    """
+
+    def __init__(self, text: io.TextIOWrapper, cap: int) -> None:
+        self._readline = text.readline
+        self._cap = cap
+        self.oversized = False
+        self.odd_quotes = False
+        self.skip_record = False
+        self.lines_in_record = 0
+        self.eof = False
+
+    def new_record(self) -> None:
+        self.oversized = False
+        self.odd_quotes = False
+        self.lines_in_record = 0
+
+    def __iter__(self) -> Iterator[str]:
+        readline, cap = self._readline, self._cap
+        while True:
+            line = readline(cap)
+            if not line:
+                self.eof = True
+                return
+            self.lines_in_record += 1
+            if len(line) == cap and not line.endswith(("\n", "\r")):
+                quotes = line.count('"')
+                while rest := readline(cap):
+                    quotes += rest.count('"')
+                    if rest.endswith(("\n", "\r")):
+                        break
+                self.oversized = True
+                if quotes & 1:
+                    self.odd_quotes = not self.odd_quotes
+                line = "\n"
+            elif '"' in line and line.count('"') & 1:
+                self.odd_quotes = not self.odd_quotes
+            if self.skip_record:
+                # csv gave up inside a quoted field: drop lines until that field's quote closes.
+                if not self.odd_quotes:
+                    self.skip_record = False
+                continue
+            yield line
 
 
 @contextmanager
@@ -156,8 +217,9 @@ def open_rows(
 ) -> Iterator[tuple[Layout, Iterator[list[str] | None]]]:
     """Open a CSV file and yield its layout and an iterator of its data rows (blank lines skipped).
 
-    A row holding a field larger than ``max_field_size`` comes out as ``None``: the caller
-    rejects that row and reading goes on.
+    A row holding a field larger than ``max_field_size`` characters (or a line longer than
+    that) comes out as ``None``: the caller rejects that row and reading goes on, in memory
+    bounded by ``max_field_size``.
 
     Raises :class:`FileRejected` for an empty, undecodable or header-less file, and while
     iterating when decoding fails part-way.
@@ -169,7 +231,8 @@ def open_rows(
     try:
         with _open_binary(path, max_decompressed_size) as (raw, _):
             text = io.TextIOWrapper(raw, encoding=enc, newline="")
-            reader = csv.reader(text, delimiter=delim)
+            lines = _Lines(text, max_field_size)
+            reader = csv.reader(lines, delimiter=delim)
             try:
                 header = next(reader)
                 while not header:
@@ -178,6 +241,11 @@ def open_rows(
                 raise FileRejected("empty", "the file is empty") from None
             except UnicodeDecodeError as exc:
                 raise FileRejected("undecodable", f"cannot be decoded as {enc}: {exc.reason}") from None
+            except csv.Error as exc:
+                raise FileRejected("no_header", f"the header row cannot be read: {exc}") from None
+            if lines.oversized:
+                raise FileRejected("no_header", f"the header row is longer than max_field_size ({max_field_size})")
+            lines.new_record()
             header = [h.strip() for h in header]
             if header and header[0].startswith("\ufeff"):
                 header[0] = header[0].lstrip("\ufeff")
@@ -195,12 +263,27 @@ def open_rows(
                             if "field larger than field limit" not in str(exc):
                                 msg = f"malformed CSV near line {reader.line_num}: {exc}"
                                 raise FileRejected("malformed_csv", msg) from None
+                            inside_quotes = lines.odd_quotes
+                            lines.new_record()
+                            lines.skip_record = lines.odd_quotes = inside_quotes
                             yield None
                             continue
+                        if lines.oversized:
+                            lines.new_record()
+                            yield None
+                            continue
+                        if lines.eof and lines.odd_quotes and row and row[-1].endswith(("\n", "\r")):
+                            start = reader.line_num - lines.lines_in_record + 1
+                            msg = (
+                                f"a quoted field opened on line {start} never closes: fix the quotes in that row "
+                                "(everything after it would otherwise be read as one value)"
+                            )
+                            raise FileRejected("malformed_csv", msg)
+                        lines.new_record()
                         if row:
                             yield row
                 except UnicodeDecodeError as exc:
-                    msg = f"cannot be decoded as {enc} after row {reader.line_num}: {exc.reason}"
+                    msg = f"cannot be decoded as {enc} after line {reader.line_num}: {exc.reason}"
                     raise FileRejected("undecodable", msg) from None
                 except (OSError, EOFError) as exc:
                     raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
@@ -208,3 +291,38 @@ def open_rows(
             yield Layout(compression=compression, encoding=enc, delimiter=delim, header=header), rows()
     finally:
         csv.field_size_limit(previous_limit)
+
+
+@attrs.frozen
+class Drift:
+    """How a header differs from the last imported file's header."""
+
+    appeared: tuple[str, ...]
+    disappeared: tuple[str, ...]
+    moved: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One sentence for people: which columns appeared, disappeared or moved."""
+        parts = []
+        if self.appeared:
+            parts.append("appeared: " + ", ".join(self.appeared))
+        if self.disappeared:
+            parts.append("disappeared: " + ", ".join(self.disappeared))
+        if self.moved:
+            parts.append("moved: " + ", ".join(self.moved))
+        return "columns changed since the last imported file (" + "; ".join(parts) + ")"
+
+
+def header_drift(previous: list[str] | None, current: list[str]) -> Drift | None:
+    """Compare a header with the previous one; None when there is nothing to compare or no change."""
+    if previous is None or previous == current:
+        return None
+    before, now = set(previous), set(current)
+    common_before = [c for c in previous if c in now]
+    common_now = [c for c in current if c in before]
+    moved = tuple(c for c, old in zip(common_now, common_before, strict=True) if c != old)
+    return Drift(
+        appeared=tuple(c for c in current if c not in before),
+        disappeared=tuple(c for c in previous if c not in now),
+        moved=moved,
+    )

@@ -63,6 +63,8 @@ class FileResult:
     warnings: list[str] = attrs.field(factory=list)
     sha256: str | None = None
     size: int | None = None
+    #: Columns that appeared, disappeared or moved since the last imported file, when any did.
+    drift: dict[str, list[str]] | None = None
 
     def add_problem(self, problem: Problem) -> None:
         """Keep a problem, up to :data:`MAX_PROBLEMS` per file (counts are kept elsewhere)."""

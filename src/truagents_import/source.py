@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import hashlib
 import posixpath
@@ -18,6 +19,7 @@ from truagents_import.integration import Integration
 from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
+    from truagents_import.preview import Preview
     from truagents_import.state import State
 
 __all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
@@ -85,6 +87,21 @@ def _validate_expect_every(_: object, attribute: attrs.Attribute[str | None], va
         parse_duration(value)
 
 
+def _validate_encoding(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            msg = f"encoding must be a Python codec name such as 'utf-8' or 'cp1252', got {value!r}"
+            raise ValueError(msg) from None
+
+
+def _validate_delimiter(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and (len(value) != 1 or value in '"\r\n'):
+        msg = f"delimiter must be one character such as ',', ';', '\\t' or '|', got {value!r}"
+        raise ValueError(msg)
+
+
 def _validate_pattern(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value.startswith("re:"):
         try:
@@ -115,8 +132,10 @@ class DataSource:
     ready_marker: str | None = None
     after_import: str = attrs.field(default="leave", validator=_validate_after_import)
     on_invalid: str = attrs.field(default="reject", validator=_validate_on_invalid)
-    encoding: str | None = None
-    delimiter: str | None = None
+    #: What a header that differs from the last imported file's does: ``warn`` or ``reject``.
+    on_drift: str = attrs.field(default="warn", validator=attrs.validators.in_(("warn", "reject")))
+    encoding: str | None = attrs.field(default=None, validator=_validate_encoding)
+    delimiter: str | None = attrs.field(default=None, validator=_validate_delimiter)
     max_field_size: int = 1 << 20
     max_decompressed_size: int = 4 << 30
     integration: Integration | None = attrs.field(default=None, repr=False, eq=False)
@@ -181,9 +200,7 @@ class DataSource:
             size = int(e.get("size") or 0)
             if is_temporary(name):
                 if self.matches(_strip_temporary(name)):
-                    files.append(
-                        RemoteFile(path, size, mtime, "ignored", "upload in progress (temporary name)")
-                    )
+                    files.append(RemoteFile(path, size, mtime, "ignored", "upload in progress (temporary name)"))
                 continue
             if not self.matches(name):
                 continue
@@ -269,6 +286,14 @@ class DataSource:
         sink = MemorySink()
         Importer(self, sink, plugins=plugins).run(files=[file], force=True)
         yield from sink.contacts
+
+    def preview(self, file: RemoteFile | str, *, rows: int = 10, sample: int = 1000) -> Preview:
+        """A quick look at one file: encoding, delimiter, header, mapping, first rows, sample validity."""
+        from truagents_import.importer import Importer
+        from truagents_import.sinks.memory import MemorySink
+
+        with Importer(self, MemorySink()) as importer:
+            return importer.preview(file, rows=rows, sample=sample)
 
     def remove(self, path: str) -> None:
         """Delete a remote file (``after_import = "delete"``)."""
