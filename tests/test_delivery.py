@@ -339,3 +339,18 @@ def test_sqlite_sink_between_runs(tmp_path: Path) -> None:
     with Importer(DataSource(name="s", path=str(inbox), min_age=0), SQLiteSink(tmp_path / "c.db"),
                   state=state2) as importer:
         assert [f.status for f in importer.run().files] == ["skipped"]
+
+
+def test_progress_callback_and_silent_cli(tmp_path: Path) -> None:
+    from truagents_import.importer import Progress
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("email\n" + "".join(f"u{i}@example.com\n" for i in range(250)))
+    seen: list[Progress] = []
+    with Importer(DataSource(name="s", path=str(inbox), min_age=0), MemorySink(), batch_size=100) as importer:
+        importer.run(progress=seen.append)
+    phases = [p.phase for p in seen]
+    assert phases[0] == "download" and phases[-1] == "done"
+    assert [p.rows for p in seen if p.phase == "rows"] == [100, 200, 250]
+    assert seen[-1].rows == 250 and seen[0].bytes_done == (inbox / "a.csv").stat().st_size

@@ -10,14 +10,18 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from truagents_import.errors import TruagentsImportError
 from truagents_import.report import ImportReport, escape_name
+
+if TYPE_CHECKING:
+    from truagents_import.importer import Progress
 
 __all__ = ["main"]
 
@@ -93,6 +97,33 @@ def _print_report(report: ImportReport) -> None:
     )
 
 
+class _ProgressBar:
+    """One self-rewriting line on stderr per file: bytes while downloading, then rows."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.phase != "done" and now - self._last < 0.1:
+            return
+        self._last = now
+        name = escape_name(p.file.rsplit("/", 1)[-1])[:40]
+        if p.phase == "download":
+            share = f" {100 * p.bytes_done // p.bytes_total:3d}%" if p.bytes_total else ""
+            text = f"{name}: downloading {p.bytes_done / 1e6:,.1f} MB{share}"
+        else:
+            text = f"{name}: {p.rows:,} rows" + (" done" if p.phase == "done" else "")
+        click.echo("\r" + text.ljust(self._width), nl=p.phase == "done", err=True)
+        self._width = 0 if p.phase == "done" else len(text)
+
+    def finish(self) -> None:
+        """Leave the terminal on a fresh line."""
+        if self._width:
+            click.echo("", err=True)
+
+
 @main.command("import")
 @_config_option
 @_source_option
@@ -123,8 +154,11 @@ def import_(
     if force and not files:
         raise click.UsageError("--force needs the files to re-import, named with --file")
     config = load_config(config_path)
+    bar = _ProgressBar() if not as_json and sys.stdout.isatty() else None
     with Importer.from_config(config, source_name, rejects_dir=rejects_dir) as importer:
-        report = importer.run(files=list(files) or None, dry_run=dry_run, force=force)
+        report = importer.run(files=list(files) or None, dry_run=dry_run, force=force, progress=bar)
+    if bar is not None:
+        bar.finish()
     if as_json:
         _emit_json(report.to_dict())
     else:

@@ -17,10 +17,10 @@ import re
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncssh
 import attrs
@@ -47,7 +47,7 @@ from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.source import DataSource, RemoteFile
 from truagents_import.state import Claim, State, StateStore
 
-__all__ = ["Importer", "rejects_file_name"]
+__all__ = ["Importer", "Progress", "ProgressCallback", "rejects_file_name"]
 
 _CONNECTION_ERRORS = (
     asyncssh.SFTPNoConnection,
@@ -59,6 +59,21 @@ _CONNECTION_ERRORS = (
     BrokenPipeError,
     TimeoutError,
 )
+
+
+@attrs.frozen
+class Progress:
+    """Where a run is, for progress bars: the file, its bytes downloaded and rows read so far."""
+
+    file: str
+    phase: Literal["download", "rows", "done"]
+    bytes_done: int = 0
+    bytes_total: int = 0
+    rows: int = 0
+
+
+#: A progress callback: called often, it must return quickly.
+ProgressCallback = Callable[[Progress], None]
 
 
 def rejects_file_name(remote_path: str) -> str:
@@ -267,6 +282,7 @@ class Importer:
         self.plugins = plugin_set or Plugins.build(plugins, entry_points=entry_points)
         self.rejects_dir = None if rejects_dir is None else Path(rejects_dir)
         self.batch_size = batch_size
+        self._progress: ProgressCallback | None = None
 
     @classmethod
     def from_config(
@@ -304,12 +320,15 @@ class Importer:
         *,
         dry_run: bool = False,
         force: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> ImportReport:
         """Import every new or changed complete file (or just ``files``) and report on each.
 
         ``dry_run`` maps, validates and counts without writing to the sink or the state.
         ``force`` imports the named files again even when their content was imported before.
+        ``progress`` is called with a :class:`Progress` as each file downloads and its rows are read.
         """
+        self._progress = progress
         report = ImportReport(source=self.source.name, dry_run=dry_run, started_at=datetime.now(UTC))
         listing = self.source.list_files(self.state)
         late = self.source.overdue(listing, report.started_at)
@@ -342,6 +361,8 @@ class Importer:
             for index, remote in enumerate(todo):
                 result = self._import_file(remote, Path(spool), index, dry_run=dry_run, force=force)
                 report.files.append(result)
+                if progress is not None:
+                    progress(Progress(remote.path, "done", remote.size, remote.size, result.rows))
         report.finished_at = datetime.now(UTC)
         report.warnings.extend(self.plugins.import_finished(report, self.source))
         return report
@@ -405,13 +426,15 @@ class Importer:
         return out
 
     def _download(self, remote: RemoteFile, dest: Path) -> str:
+        report = self._progress
+        tick = None if report is None else lambda n: report(Progress(remote.path, "download", n, remote.size))
         try:
-            return self.source.download(remote, dest)
+            return self.source.download(remote, dest, tick)
         except _CONNECTION_ERRORS:
             if self.source.integration is None:
                 raise
             self.source.integration.reconnect()
-            return self.source.download(remote, dest)
+            return self.source.download(remote, dest, tick)
 
     def _import_file(self, remote: RemoteFile, spool: Path, index: int, *, dry_run: bool, force: bool) -> FileResult:
         started = datetime.now(UTC)
@@ -562,6 +585,8 @@ class Importer:
                 reject(raw_batch[i], bad[i])
             batch.clear()
             raw_batch.clear()
+            if self._progress is not None:
+                self._progress(Progress(file, "rows", rows=result.rows))
 
         for number, row in enumerate(rows, start=1):
             result.rows += 1

@@ -7,7 +7,7 @@ import fnmatch
 import hashlib
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -266,16 +266,23 @@ class DataSource:
             f"{self.expect_every}: check the upstream export job"
         )
 
-    def download(self, file: RemoteFile | str, dest: Path) -> str:
-        """Copy a remote file to a local path, returning its sha256; large reads, never line by line."""
+    def download(self, file: RemoteFile | str, dest: Path, progress: Callable[[int], None] | None = None) -> str:
+        """Copy a remote file to a local path, returning its sha256; large reads, never line by line.
+
+        ``progress`` is called with the bytes copied so far after each read.
+        """
         path = file.path if isinstance(file, RemoteFile) else file
         fs = self.filesystem()
         digest = hashlib.sha256()
         kwargs = {"block_size": 261120} if self.integration is not None else {}
+        done = 0
         with fs.open(path, "rb", **kwargs) as src, dest.open("wb") as out:
             while chunk := src.read(_READ_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done)
         return digest.hexdigest()
 
     def read(self, file: RemoteFile | str, plugins: tuple[object, ...] = ()) -> Iterator[Any]:
