@@ -33,13 +33,14 @@ from truagents_import.contact import (
     normalise_bool,
     normalise_email,
     normalise_phone,
+    normalise_region,
     normalise_tags,
     normalise_timezone,
     split_full_name,
 )
 from truagents_import.errors import ConnectError, PluginError
 from truagents_import.hookspecs import Sink
-from truagents_import.mapping import FULL_NAME, ColumnMapping, resolve_mapping
+from truagents_import.mapping import FULL_NAME, ColumnMapping, describe_missing_identity, resolve_mapping
 from truagents_import.plugins import Plugins
 from truagents_import.preview import Preview
 from truagents_import.reading import FileRejected, Layout, header_drift, open_rows
@@ -87,7 +88,14 @@ def rejects_file_name(remote_path: str) -> str:
 
 
 class _RowBuilder:
-    """Turns one raw row into a contact, or into the problems that reject it."""
+    """Turns one raw row into a contact, or into the problems that reject it (SPEC 3).
+
+    Cells are stripped; an empty cell is an absent value. A value its normaliser refuses
+    rejects the row (``invalid_<field>``, one problem per bad cell), or, with
+    ``on_invalid = "drop_field"``, is dropped as if the cell were empty; a row left with no
+    identity because its identity values were dropped is rejected with ``missing_identity``.
+    Rows with no identity at all are left to the built-in ``validate_contacts`` plugin.
+    """
 
     def __init__(self, source: DataSource, header: list[str], mapping: ColumnMapping, file: str) -> None:
         self.source = source
@@ -97,54 +105,81 @@ class _RowBuilder:
         self.attributes = mapping.attributes
         self.file = file
         self.drop_invalid = source.on_invalid == "drop_field"
+        self.region = source.default_region
+        if self.region:
+            with contextlib.suppress(ValueError):  # an unknown region: normalise_phone says so per row
+                self.region = normalise_region(self.region)
+        #: Invalid values dropped from rows that were kept (``on_invalid = "drop_field"``).
         self.dropped = 0
 
     def _cell(self, row: list[str], field: str) -> str:
         index = self.fields.get(field)
         return "" if index is None else row[index].strip()
 
+    def _normalise(
+        self, row: list[str], number: int, field: str, func: Callable[..., Any], *args: Any, bad: list[Problem]
+    ) -> Any:
+        raw = self._cell(row, field)
+        if not raw:
+            return None
+        try:
+            return func(raw, *args)
+        except FieldError as exc:
+            column = self.header[self.fields[field]]
+            bad.append(Problem(code=exc.code, message=exc.message, column=column, row=number, value=raw))
+            return None
+
     def build(self, row: list[str], number: int) -> tuple[Contact | None, list[Problem]]:
+        """The contact of data row ``number`` (counted from 1), or ``None`` and why not."""
         if len(row) != self.width:
-            message = f"{len(row)} fields where the header has {self.width}"
+            message = f"{len(row)} fields where the header has {self.width}: fix the quoting or delimiters of this row"
             return None, [Problem(code="ragged_row", message=message, row=number)]
-        problems: list[Problem] = []
-        values: dict[str, Any] = {}
-
-        def check(field: str, func: Any, *args: Any) -> Any:
-            raw = self._cell(row, field)
-            if not raw:
-                return None
-            try:
-                return func(raw, *args)
-            except FieldError as exc:
-                if self.drop_invalid:
-                    self.dropped += 1
-                else:
-                    column = self.header[self.fields[field]]
-                    problems.append(Problem(code=exc.code, message=exc.message, column=column, row=number, value=raw))
-                return None
-
-        values["external_id"] = self._cell(row, "external_id") or None
-        values["email"] = check("email", normalise_email)
-        values["phone"] = check("phone", normalise_phone, self.source.default_region)
-        first, last = self._cell(row, "first_name") or None, self._cell(row, "last_name") or None
+        bad: list[Problem] = []
+        external_id = self._cell(row, "external_id") or None
+        email = self._normalise(row, number, "email", normalise_email, bad=bad)
+        phone = self._normalise(row, number, "phone", normalise_phone, self.region, bad=bad)
         if FULL_NAME in self.fields:
             first, last = split_full_name(self._cell(row, FULL_NAME))
-        values["first_name"], values["last_name"] = first, last
-        tz = check("timezone", normalise_timezone)
-        if tz is None and not self._cell(row, "timezone"):
-            if self.source.infer_timezone and values["phone"]:
-                tz = infer_timezone(values["phone"])
-            if tz is None:
-                tz = self.source.default_timezone
-        values["timezone"] = tz
-        values["tags"] = normalise_tags(self._cell(row, "tags"))
-        values["unsubscribed"] = check("unsubscribed", normalise_bool)
-        if problems:
-            return None, problems
-        attributes = {name: row[index] for name, index in self.attributes}
+        else:
+            first, last = self._cell(row, "first_name") or None, self._cell(row, "last_name") or None
+        timezone = self._normalise(row, number, "timezone", normalise_timezone, bad=bad)
+        if timezone is None:  # empty, or dropped as invalid: the source's default applies
+            if self.source.infer_timezone and phone:
+                timezone = infer_timezone(phone)
+            if timezone is None:
+                timezone = self.source.default_timezone
+        unsubscribed = self._normalise(row, number, "unsubscribed", normalise_bool, bad=bad)
+        if bad:
+            if not self.drop_invalid:
+                return None, bad
+            if external_id is None and email is None and phone is None:
+                lost = [p for p in bad if p.code in ("invalid_email", "invalid_phone")]
+                if lost:
+                    what = " and ".join(f"{p.column!r} ({p.message})" for p in lost)
+                    message = f"no identity left: {what} dropped as invalid (on_invalid = drop_field)"
+                    first_lost = lost[0]
+                    problem = Problem(
+                        code="missing_identity",
+                        message=message,
+                        column=first_lost.column,
+                        row=number,
+                        value=first_lost.value,
+                    )
+                    return None, [problem]
+            self.dropped += len(bad)
         contact = Contact(
-            **values, attributes=attributes, source=self.source.name, source_file=self.file, source_row=number
+            external_id=external_id,
+            email=email,
+            phone=phone,
+            first_name=first,
+            last_name=last,
+            timezone=timezone,
+            tags=normalise_tags(self._cell(row, "tags")),
+            unsubscribed=unsubscribed,
+            attributes={name: row[index] for name, index in self.attributes},
+            source=self.source.name,
+            source_file=self.file,
+            source_row=number,
         )
         return contact, []
 
@@ -291,10 +326,17 @@ class Importer:
         """An importer for one source of a configuration, with its sink and state database."""
         plugins = Plugins.build()
         sink = plugins.make_sink(config.sink.type, config.sink.options)
+        state: State
+        if config.state.url:
+            from truagents_import.state_postgres import PostgresStateStore
+
+            state = PostgresStateStore(config.state.url)
+        else:
+            state = StateStore(config.state.path)
         return cls(
             config.source(source),
             sink,
-            state=StateStore(config.state.path),
+            state=state,
             rejects_dir=rejects_dir,
             plugin_set=plugins,
         )
@@ -414,7 +456,7 @@ class Importer:
                         else:
                             batch.append(contact)
                     bad = self.plugins.validate_contacts(batch, self.source, path)
-                    for _, problem in {i: p for i, p in bad}.items():
+                    for problem in dict(bad).values():
                         codes[problem.code] += 1
                     out.rejected = sum(codes.values())
                     out.valid = out.sampled - out.rejected
@@ -546,11 +588,7 @@ class Importer:
             raise FileRejected("duplicate_header", f"header names appear more than once: {', '.join(dupes)}")
         mapping = resolve_mapping(header, self.plugins.map_columns(header, self.source, file), self.source.mapping)
         if not mapping.has_identity:
-            msg = (
-                f"no column maps to external_id, email or phone; columns seen: {', '.join(header)}. "
-                "Name one of them like 'email', 'phone' or 'external id', or map it in [sources.mapping]"
-            )
-            raise FileRejected("no_identity_column", msg)
+            raise FileRejected("no_identity_column", describe_missing_identity(header, mapping))
         return mapping
 
     def _stage(
