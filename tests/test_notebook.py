@@ -37,7 +37,10 @@ def test_notebook_runs_and_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert codes == {"missing_identity": 1}
         assert "<table>" in report._repr_html_() and report.totals.imported == 6
         assert ("jose@example.com", "jose@example.com", "+33142685300", "America/New_York") in contacts
-        assert problems["/inbox/contacts_2026-11-22.csv"] == [(3, "invalid_email", "Email"), (6, "invalid_phone", "Phone")]
+        assert problems["/inbox/contacts_2026-11-22.csv"] == [
+            (3, "invalid_email", "Email"),
+            (6, "invalid_phone", "Phone"),
+        ]
     finally:
         if "server" in namespace:
             namespace["server"].stop()
