@@ -361,3 +361,39 @@ def _check_marks() -> dict[str, str]:
     except (UnicodeEncodeError, LookupError):
         return {"pass": "+", "warn": "!", "fail": "x", "skip": "-"}
     return MARKS
+
+@main.command("check")
+@_config_option
+@_source_option
+@click.option("--all", "run_all", is_flag=True, help="Run every step that can run, not only up to the first failure.")
+@_command
+def check(config_path: Path | None, source_name: str | None, run_all: bool, as_json: bool) -> int:
+    """Walk the triage ladder (config, server, folder, files, shape, sample, state, sink), stopping at
+    the first failing step with the next thing to do.
+
+    Exit status: 0 when no step failed (warnings allowed), 1 when a step failed, 2 when the
+    configuration is unusable (the file, or the `config` step).
+    """
+    from truagents_import.check import run_check
+    from truagents_import.config import load_config
+
+    report = run_check(load_config(config_path), source_name, run_all=run_all)
+    if as_json:
+        _emit_json(report.to_dict())
+        return report.exit_status
+    marks = _check_marks()
+    click.echo(f"check of source {escape_name(report.source or '?')}")
+    for step in report.steps:
+        click.echo(f"  {marks[step.status]} {step.name:<14} {step.detail}")
+        if step.advice and step.status in ("fail", "warn"):
+            click.echo(f"    {'':<14} next: {step.advice}")
+    warnings = sum(1 for s in report.steps if s.status == "warn")
+    noted = f", {warnings} warning(s)" if warnings else ""
+    if report.failed is None:
+        click.echo(f"ok: no step failed{noted} ({report.elapsed:.2f} s)")
+    else:
+        click.echo(f"failed at {report.failed.name}{noted} ({report.elapsed:.2f} s)")
+    return report.exit_status
+
+
+# -- access setup: keygen, trust, upload-command, upload ----------------------------------------
