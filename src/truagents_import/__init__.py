@@ -2,6 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from truagents_import.check import CheckReport, CheckStep, run_check
+from truagents_import.config import Config, load_config
 from truagents_import.contact import Contact
 from truagents_import.errors import (
     ConfigError,
@@ -12,8 +14,9 @@ from truagents_import.errors import (
     TruagentsImportError,
 )
 from truagents_import.hookspecs import Sink, hookimpl
-from truagents_import.importer import Importer
+from truagents_import.importer import Importer, Progress
 from truagents_import.integration import Integration
+from truagents_import.preview import Preview
 from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.sinks import JSONLSink, MemorySink, SQLiteSink
 from truagents_import.source import DataSource, RemoteFile
@@ -25,6 +28,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 __all__ = [
+    "CheckReport",
+    "CheckStep",
+    "Config",
     "ConfigError",
     "ConnectError",
     "Contact",
@@ -38,7 +44,9 @@ __all__ = [
     "KeyFileError",
     "MemorySink",
     "PluginError",
+    "Preview",
     "Problem",
+    "Progress",
     "RemoteFile",
     "SQLiteSink",
     "Sink",
@@ -46,4 +54,6 @@ __all__ = [
     "TruagentsImportError",
     "__version__",
     "hookimpl",
+    "load_config",
+    "run_check",
 ]

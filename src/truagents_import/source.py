@@ -7,7 +7,7 @@ import fnmatch
 import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +19,7 @@ from truagents_import.integration import Integration
 from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
+    from truagents_import.check import CheckReport
     from truagents_import.preview import Preview
     from truagents_import.state import State
 
@@ -301,6 +302,15 @@ class DataSource:
 
         with Importer(self, MemorySink()) as importer:
             return importer.preview(file, rows=rows, sample=sample)
+
+    def check(self, *, run_all: bool = False, plugins: Sequence[object] = ()) -> CheckReport:
+        """Walk the triage ladder for this source (without a sink or state: those steps skip).
+
+        See :func:`truagents_import.check.run_check` for a whole configuration.
+        """
+        from truagents_import.check import check_source
+
+        return check_source(self, run_all=run_all, plugins=plugins)
 
     def remove(self, path: str) -> None:
         """Delete a remote file (``after_import = "delete"``)."""
