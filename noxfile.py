@@ -13,14 +13,15 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6"]
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against the built package (real sshd, embedded server, real files)."""
-    session.install(".", *TEST_DEPS)
+    # The example plugin is installed too: tests/test_plugins.py uses it through its entry point.
+    session.install(".[postgres]", "./examples/truagents-import-vendor", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict."""
-    session.install(".", "ruff", "mypy", *TEST_DEPS)
+    session.install(".[postgres]", "ruff", "mypy", *TEST_DEPS)
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src")
     session.run("mypy", "--strict", "src/truagents_import")
@@ -29,5 +30,6 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: peak memory and throughput of a large import (minutes, not for CI)."""
-    session.install(".")
+    session.install(".[postgres]")
     session.run("python", "benchmarks/memory.py", *session.posargs)
+    session.run("python", "benchmarks/sinks.py")

@@ -1,7 +1,11 @@
 """The hook specifications: what a plugin can implement.
 
 A plugin is any module or object with functions decorated by :data:`hookimpl` whose names
-are those below. Hooks are called once per file or once per batch of rows, never per row.
+are those below. A plugin implements only the hooks it needs, and may accept only some of a
+hook's parameters. Hooks are called once per file or once per batch of rows, never per row.
+
+The reference in ``docs/hooks.md`` is generated from this module by ``docs/gen_hooks.py``:
+edit the docstrings here, then run ``python docs/gen_hooks.py``.
 """
 
 from __future__ import annotations
@@ -37,13 +41,16 @@ class Sink(Protocol):
     """
 
     def write(self, contacts: Sequence[Contact]) -> None:
-        """Take a batch of contacts (not yet durable)."""
+        """Take a batch of contacts (not yet durable).
+
+        :param contacts: valid contacts of one file, at most one per identity per file.
+        """
 
     def commit(self) -> None:
-        """Make everything written since the last commit durable."""
+        """Make everything written since the last commit durable (called once per file)."""
 
     def close(self) -> None:
-        """Release connections and files."""
+        """Release connections and files; anything written but not committed is dropped."""
 
 
 #: A sink factory takes the ``[sink]`` options as keyword arguments and returns a :class:`Sink`.
@@ -55,24 +62,29 @@ def map_columns(header: list[str], source: DataSource) -> Mapping[str, str] | No
     """Map a file's header to contact fields: return ``{column: field or "attributes.<name>"}``.
 
     Called once per file, before any row is read. All results merge; the source's explicit
-    mapping wins, then later-registered plugins.
+    mapping wins, then later-registered plugins. A field is one of ``external_id``, ``email``,
+    ``phone``, ``first_name``, ``last_name``, ``timezone``, ``tags``, ``unsubscribed``;
+    columns no one maps are kept verbatim in ``attributes``. Return ``None`` or ``{}`` when
+    the header is not yours.
 
-    :param header: the file's column names, trimmed, in file order.
+    :param header: the file's column names, trimmed, in file order (a copy: changing it has no effect).
     :param source: the data source the file belongs to.
+    :returns: column name -> field, or ``"attributes.<name>"`` to keep it under another name.
     """
 
 
 @hookspec
-def validate_contacts(
-    contacts: list[Contact], source: DataSource
-) -> Iterable[tuple[int, Problem]] | None:
+def validate_contacts(contacts: list[Contact], source: DataSource) -> Iterable[tuple[int, Problem]] | None:
     """Check a batch of contacts: yield ``(index_in_batch, Problem)`` for each row to reject.
 
-    Called once per batch of rows. Any problem rejects that row; the row is kept in the
-    rejects file with the problem's code.
+    Called once per batch of rows (a file is one or more batches). Any problem rejects that
+    row; the row is kept in the rejects file with the problem's code. A problem without a
+    ``row`` gets the contact's row number. Use a code of your own (``role_address``), not one
+    of the built-in ``invalid_<field>`` codes, so operators can tell who rejected the row.
 
-    :param contacts: the batch, already mapped and normalised.
+    :param contacts: the batch, already mapped and normalised; each knows its ``source_row``.
     :param source: the data source the file belongs to.
+    :returns: ``(index_in_batch, Problem)`` pairs (a list, or yield them); ``None`` when all are fine.
     """
 
 
@@ -80,10 +92,12 @@ def validate_contacts(
 def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
     """Offer sink types: call ``register(name, factory)`` for each.
 
-    Called once, when the plugin manager is built. The factory receives the ``[sink]``
-    options (without ``type``) as keyword arguments. A name registered twice is an error.
+    Called once, when the plugin manager is built (when an importer is made, or by
+    ``truagents-import plugins``). The factory receives the ``[sink]`` options (without
+    ``type``) as keyword arguments and returns a :class:`Sink`. A name registered twice is an
+    error that names both plugins.
 
-    :param register: the callback that records a sink type under a name.
+    :param register: the callback that records a sink type under a name: ``register("vendor-audit", AuditSink)``.
     """
 
 
@@ -91,6 +105,9 @@ def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
 def import_finished(report: ImportReport, source: DataSource) -> None:
     """React to a finished run (alerts, metrics). Called once after each run, dry runs included.
 
-    :param report: what happened, file by file.
+    A plugin that raises here does not change the outcome of any file: its error is added to
+    the report's warnings.
+
+    :param report: what happened, file by file (``report.dry_run`` tells a dry run).
     :param source: the data source that was run.
     """
