@@ -19,4 +19,14 @@ converter.register_structure_hook(
     datetime, lambda v, _: v if isinstance(v, datetime) else datetime.fromisoformat(v)
 )
 converter.register_unstructure_hook(Path, str)
+
+
+def _strict_bool(value: object, _: type) -> bool:
+    # cattrs would call bool("false") and get True: only real booleans are accepted.
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected true or false (a TOML boolean, without quotes), got {value!r}")
+
+
+converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(Path, lambda v, _: Path(v))

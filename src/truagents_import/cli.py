@@ -77,19 +77,19 @@ def _print_report(report: ImportReport) -> None:
         counts = f"rows {f.rows}, imported {f.imported}, rejected {f.rejected}, duplicates {f.duplicates}"
         click.echo(f"  {f.status:<10} {escape_name(f.path)}  {counts}")
         if f.reason:
-            click.echo(f"             reason: {f.reason}")
+            click.echo(f"             reason: {escape_name(f.reason)}")
         for w in f.warnings:
-            click.echo(f"             warning: {w}")
+            click.echo(f"             warning: {escape_name(w)}")
         for p in f.problems[:5]:
             where = f"row {p.row}" if p.row else "file"
             column = f", {escape_name(p.column)}" if p.column else ""
-            click.echo(f"             {where}{column}: {p.code}: {p.message}")
+            click.echo(f"             {where}{column}: {p.code}: {escape_name(p.message)}")
         if len(f.problems) > 5:
             click.echo(f"             ... {f.rejected} rejected rows in all")
         if f.rejects_file:
             click.echo(f"             rejects: {f.rejects_file}")
     for w in report.warnings:
-        click.echo(f"  warning: {w}")
+        click.echo(f"  warning: {escape_name(w)}")
     t = report.totals
     click.echo(
         f"total: {t.files} files, {t.rows} rows, {t.imported} imported, {t.rejected} rejected, "
@@ -233,8 +233,16 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
     required=True,
     help="File of public keys (one per line) allowed to log in.",
 )
+@click.option(
+    "--host-key",
+    "host_key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("sftp-host-key"),
+    show_default=True,
+    help="The server's private host key: made on first start and reused, so a pinned fingerprint stays valid.",
+)
 @_command
-def serve(root: Path, port: int, host: str, authorized_keys: Path, as_json: bool) -> int:
+def serve(root: Path, port: int, host: str, authorized_keys: Path, host_key_file: Path, as_json: bool) -> int:
     """Run a local SFTP server (keys only, confined to ROOT) until interrupted."""
     from truagents_import.server import SFTPServer
 
@@ -243,8 +251,11 @@ def serve(root: Path, port: int, host: str, authorized_keys: Path, as_json: bool
     except OSError as exc:
         raise click.UsageError(f"cannot read {authorized_keys}: {exc.strerror}") from None
     keys = [ln for ln in lines if ln and not ln.startswith("#")]
+    from truagents_import.keys import load_or_create_host_key
+
     root.mkdir(parents=True, exist_ok=True)
-    server = SFTPServer(root, keys, host=host, port=port).start()
+    host_key = load_or_create_host_key(host_key_file)
+    server = SFTPServer(root, keys, host=host, port=port, host_key=host_key).start()
     info = {
         "host": server.host,
         "port": server.port,
@@ -301,19 +312,27 @@ def demo(directory: Path | None, as_json: bool) -> int:
 @main.command("plugins")
 @_command
 def plugins(as_json: bool) -> int:
-    """List installed plugins, their hooks and versions."""
-    from truagents_import.plugins import Plugins
+    """List installed plugins, their hooks and versions.
+
+    Names listed here can be blocked: TRUAGENTS_IMPORT_BLOCK_PLUGINS=name1,name2.
+    """
+    from truagents_import.plugins import BLOCK_ENV, Plugins
 
     found = Plugins.build()
     listing = found.list()
+    blocked = sorted(getattr(found.pm, "blocked", ()))
     if as_json:
-        _emit_json({"plugins": listing, "sinks": sorted(found.sinks)})
+        _emit_json({"plugins": listing, "sinks": sorted(found.sinks), "blocked": blocked})
         return 0
     for p in listing:
-        dist = f"  [{p['distribution']}]" if p["distribution"] else ""
-        click.echo(f"{p['name']}{dist}: {', '.join(p['hooks'])}")
+        dist = f"  [{p['distribution']} {p['version']}]" if p["distribution"] else ""
+        sinks = f"  (sinks: {', '.join(p['sinks'])})" if p["sinks"] else ""
+        click.echo(f"{p['name']}{dist}: {', '.join(p['hooks'])}{sinks}")
     click.echo(f"sink types: {', '.join(sorted(found.sinks))}")
+    if blocked:
+        click.echo(f"blocked by {BLOCK_ENV}: {', '.join(blocked)}")
     return 0
+
 
 @main.command("preview")
 @click.argument("file")
@@ -362,6 +381,7 @@ def _check_marks() -> dict[str, str]:
         return {"pass": "+", "warn": "!", "fail": "x", "skip": "-"}
     return MARKS
 
+
 @main.command("check")
 @_config_option
 @_source_option
@@ -397,6 +417,7 @@ def check(config_path: Path | None, source_name: str | None, run_all: bool, as_j
 
 
 # -- access setup: keygen, trust, upload-command, upload ----------------------------------------
+
 
 @main.command("keygen")
 @click.option(
@@ -486,6 +507,7 @@ def keygen(
         click.echo('  passphrase_env = "NAME_OF_A_VARIABLE_HOLDING_THE_PASSPHRASE"')
     return 0
 
+
 @main.command("trust")
 @_config_option
 @_source_option
@@ -543,6 +565,7 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
         )
     return 0 if pinned else 1
 
+
 @main.command("upload-command")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @_config_option
@@ -593,6 +616,7 @@ def upload_command(
         click.echo(f"# {line}")
     click.echo(f"# {command.scp_command}")
     return 0
+
 
 @main.command("upload")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))

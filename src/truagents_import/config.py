@@ -38,9 +38,11 @@ class SinkConfig:
 
 @attrs.define
 class StateConfig:
-    """``[state]``: where the state database lives."""
+    """``[state]``: where the state database lives: a SQLite ``path``, or a PostgreSQL ``url``
+    (which wins when set) for many workers sharing one state."""
 
     path: Path = Path(".truagents-import/state.db")
+    url: str | None = None
 
 
 @attrs.define
@@ -89,6 +91,9 @@ def _structure_sink(value: Any, _: type) -> SinkConfig:
     kind = options.pop("type", "sqlite")
     if not isinstance(kind, str):
         raise TypeError("type must be a string")
+    if kind == "sqlite":
+        # The default database sits next to the configuration file, like every relative path.
+        options.setdefault("path", "contacts.db")
     return SinkConfig(type=kind, options=options)
 
 
@@ -107,7 +112,7 @@ def _format(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ValueError | TypeError) and str(exc) and type_ in (None, type(None)):
         return str(exc)
     name = getattr(type_, "__name__", str(type_))
-    if isinstance(exc, ValueError) and "expected" in str(exc):
+    if isinstance(exc, ValueError | TypeError) and str(exc).startswith("expected"):
         return str(exc)
     return f"expected {name}" + (f" ({exc})" if str(exc) and not isinstance(exc, TypeError) else "")
 
@@ -132,6 +137,15 @@ def _resolve(base: Path, value: Path | str) -> Path:
 
 def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> Config:
     """Build a :class:`Config` from a dict (a parsed TOML file); relative paths resolve against ``base``."""
+    try:
+        return _parse_config(data, base, path)
+    except ConfigError as exc:
+        where = f"{path}: " if path else ""
+        message = str(exc)
+        raise ConfigError(message if message.startswith(where) else where + message) from None
+
+
+def _parse_config(data: dict[str, Any], base: Path, path: Path | None) -> Config:
     try:
         config = converter.structure(data, Config)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:

@@ -326,3 +326,19 @@ def replace_file(path: Path, text: str, *, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
+    """A server host key kept in ``path`` (0600): loaded when it exists, made and written otherwise.
+
+    Keeping the key is what lets clients pin the server's fingerprint across restarts.
+    """
+    path = Path(path)
+    if path.exists():
+        return load_private_key(path)
+    key = generate_key_pair("truagents-import serve")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key("openssh"))
+    return key

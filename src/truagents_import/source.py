@@ -19,6 +19,7 @@ from truagents_import.integration import Integration
 from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
+    from truagents_import.contact import Contact
     from truagents_import.check import CheckReport
     from truagents_import.preview import Preview
     from truagents_import.state import State
@@ -83,6 +84,12 @@ def _validate_on_invalid(_: object, attribute: attrs.Attribute[str], value: str)
         raise ValueError(msg)
 
 
+def _validate_on_drift(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ("warn", "reject"):
+        msg = f"on_drift must be 'warn' or 'reject', got {value!r}"
+        raise ValueError(msg)
+
+
 def _validate_expect_every(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None:
         parse_duration(value)
@@ -134,7 +141,7 @@ class DataSource:
     after_import: str = attrs.field(default="leave", validator=_validate_after_import)
     on_invalid: str = attrs.field(default="reject", validator=_validate_on_invalid)
     #: What a header that differs from the last imported file's does: ``warn`` or ``reject``.
-    on_drift: str = attrs.field(default="warn", validator=attrs.validators.in_(("warn", "reject")))
+    on_drift: str = attrs.field(default="warn", validator=_validate_on_drift)
     encoding: str | None = attrs.field(default=None, validator=_validate_encoding)
     delimiter: str | None = attrs.field(default=None, validator=_validate_delimiter)
     max_field_size: int = 1 << 20
@@ -286,14 +293,22 @@ class DataSource:
                     progress(done)
         return digest.hexdigest()
 
-    def read(self, file: RemoteFile | str, plugins: tuple[object, ...] = ()) -> Iterator[Any]:
-        """Map and validate one file and yield its valid contacts, writing nothing anywhere."""
+    def read(self, file: RemoteFile | str, plugins: Sequence[object] = ()) -> list[Contact]:
+        """Map and validate one file and return its valid contacts (the later duplicate wins).
+
+        Nothing is written anywhere: no sink, no state, and ``after_import`` is not applied.
+        """
         from truagents_import.importer import Importer
         from truagents_import.sinks.memory import MemorySink
 
         sink = MemorySink()
-        Importer(self, sink, plugins=plugins).run(files=[file], force=True)
-        yield from sink.contacts
+        untouched = attrs.evolve(self, after_import="leave")
+        importer = Importer(untouched, sink, plugins=plugins)
+        try:
+            importer.run(files=[file], force=True)
+        finally:
+            importer.state.close()
+        return sink.contacts
 
     def preview(self, file: RemoteFile | str, *, rows: int = 10, sample: int = 1000) -> Preview:
         """A quick look at one file: encoding, delimiter, header, mapping, first rows, sample validity."""
