@@ -92,9 +92,9 @@ def test_connection_drop_is_retried_once(sftp_server: SFTPServer, key_file: Path
 
     # A drop on the first connection only: the retry on a fresh connection succeeds.
     class HealsAfterOneDrop(DataSource):
-        def download(self, file: object, dest: Path) -> str:  # type: ignore[override]
+        def download(self, file: object, dest: Path, progress: object = None) -> str:  # type: ignore[override]
             try:
-                return super().download(file, dest)  # type: ignore[arg-type]
+                return super().download(file, dest, progress)  # type: ignore[arg-type]
             except Exception:
                 sftp_server.drop_after_bytes = None
                 raise
@@ -196,12 +196,12 @@ CHILD = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     class Source(DataSource):
-        def download(self, file, dest):
+        def download(self, file, dest, progress=None):
             if crash == "transfer" and file.name == "b.csv":
                 with open(dest, "wb") as f:
                     f.write(b"partial")
                 die()
-            return super().download(file, dest)
+            return super().download(file, dest, progress)
 
     class Killer:
         batches = 0

@@ -36,6 +36,7 @@ from truagents_import.contact import (
     normalise_region,
     normalise_tags,
     normalise_timezone,
+    prepare_phone_parsing,
     split_full_name,
 )
 from truagents_import.errors import ConnectError, PluginError
@@ -109,6 +110,12 @@ class _RowBuilder:
         if self.region:
             with contextlib.suppress(ValueError):  # an unknown region: normalise_phone says so per row
                 self.region = normalise_region(self.region)
+        self.default_timezone = source.default_timezone
+        if self.default_timezone:
+            with contextlib.suppress(FieldError):  # "europe/paris" -> "Europe/Paris", as the config does
+                self.default_timezone = normalise_timezone(self.default_timezone)
+        if "phone" in self.fields:
+            prepare_phone_parsing()
         #: Invalid values dropped from rows that were kept (``on_invalid = "drop_field"``).
         self.dropped = 0
 
@@ -132,7 +139,7 @@ class _RowBuilder:
     def build(self, row: list[str], number: int) -> tuple[Contact | None, list[Problem]]:
         """The contact of data row ``number`` (counted from 1), or ``None`` and why not."""
         if len(row) != self.width:
-            message = f"{len(row)} fields where the header has {self.width}: fix the quoting or delimiters of this row"
+            message = f"{len(row)} fields where the header has {self.width}"
             return None, [Problem(code="ragged_row", message=message, row=number)]
         bad: list[Problem] = []
         external_id = self._cell(row, "external_id") or None
@@ -147,7 +154,7 @@ class _RowBuilder:
             if self.source.infer_timezone and phone:
                 timezone = infer_timezone(phone)
             if timezone is None:
-                timezone = self.source.default_timezone
+                timezone = self.default_timezone
         unsubscribed = self._normalise(row, number, "unsubscribed", normalise_bool, bad=bad)
         if bad:
             if not self.drop_invalid:
@@ -327,12 +334,16 @@ class Importer:
         plugins = Plugins.build()
         sink = plugins.make_sink(config.sink.type, config.sink.options)
         state: State
-        if config.state.url:
-            from truagents_import.state_postgres import PostgresStateStore
+        try:
+            if config.state.url:
+                from truagents_import.state_postgres import PostgresStateStore
 
-            state = PostgresStateStore(config.state.url)
-        else:
-            state = StateStore(config.state.path)
+                state = PostgresStateStore(config.state.url)
+            else:
+                state = StateStore(config.state.path)
+        except BaseException:
+            sink.close()  # do not leave the sink's connection or file open
+            raise
         return cls(
             config.source(source),
             sink,
@@ -533,13 +544,19 @@ class Importer:
                 max_decompressed_size=self.source.max_decompressed_size,
             ) as (layout, rows):
                 header = layout.header
-                drift = header_drift(self.state.last_header(self.source.name), header)
-                if drift is not None:
-                    result.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
-                    if self.source.on_drift == "reject":
-                        raise FileRejected("schema_drift", drift.describe() + "; on_drift = 'reject'")
-                    result.warnings.append(drift.describe())
-                mapping = self._mapping(layout, remote.path)
+                try:
+                    drift = header_drift(self.state.last_header(self.source.name), header)
+                    if drift is not None:
+                        result.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+                        if self.source.on_drift == "reject":
+                            raise FileRejected("schema_drift", drift.describe() + "; on_drift = 'reject'")
+                        result.warnings.append(drift.describe())
+                    mapping = self._mapping(layout, remote.path)
+                except FileRejected:
+                    # The whole file is rejected for its header: still account for every row.
+                    with contextlib.suppress(FileRejected):
+                        result.rows = sum(1 for _ in rows)
+                    raise
                 result.warnings.extend(mapping.warnings)
                 if self.rejects_dir is not None:
                     rejects = _Rejects(spool / f"{index}.rejects.csv", header)
@@ -647,9 +664,11 @@ class Importer:
             result.warnings.append(f"{builder.dropped} invalid values dropped (on_invalid = drop_field)")
 
     def _deliver(self, staging: _Staging, file: str) -> None:
+        method = "write"
         try:
             for contacts in staging.contacts(self.batch_size):
                 self.sink.write(contacts)
+            method = "commit"
             self.sink.commit()
         except Exception as exc:
             rollback = getattr(self.sink, "rollback", None)
@@ -657,8 +676,7 @@ class Importer:
                 # The sink is already failing: report the first error, not the rollback's.
                 with contextlib.suppress(Exception):
                     rollback()
-            msg = f"sink {type(self.sink).__name__} failed on {file}: {type(exc).__name__}: {exc}"
-            raise PluginError(msg, plugin=type(self.sink).__name__, hook="write") from exc
+            raise self.plugins.sink_failure(self.sink, method, file, exc) from exc
 
     def _after_import(self, remote: RemoteFile, result: FileResult) -> None:
         action = self.source.after_import

@@ -1,25 +1,37 @@
 """Header -> field mapping.
 
-The built-in aliases of SPEC 3 are an ordinary plugin (:data:`BuiltinAliases`); the source's
+The built-in aliases of SPEC 3 are an ordinary plugin (:class:`BuiltinAliases`); the source's
 explicit mapping wins over every plugin, and later-registered plugins win over earlier ones.
-Columns mapped to nothing are kept verbatim in ``attributes``.
+Columns mapped to nothing are kept verbatim in ``attributes`` under their header.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
-from truagents_import.contact import FIELDS
+from truagents_import.contact import FIELDS, IDENTITY_FIELDS
 from truagents_import.hookspecs import hookimpl
+from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
     from truagents_import.source import DataSource
 
-__all__ = ["ALIASES", "ColumnMapping", "fold_header", "resolve_mapping"]
+__all__ = [
+    "ALIASES",
+    "FULL_NAME",
+    "BuiltinAliases",
+    "ColumnMapping",
+    "closest_alias",
+    "describe_missing_identity",
+    "fold_header",
+    "resolve_mapping",
+    "valid_target",
+]
 
 #: Pseudo-field for a lone full-name column, split at its last space into first and last name.
 FULL_NAME = "full_name"
@@ -38,6 +50,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 _FOLD = re.compile(r"[\s_\-]+")
+_ATTRIBUTES = "attributes."
 
 
 def fold_header(name: str) -> str:
@@ -46,11 +59,38 @@ def fold_header(name: str) -> str:
 
 
 _BY_FOLDED: dict[str, str] = {fold_header(a): field for field, aliases in ALIASES.items() for a in aliases}
+_ALIAS_BY_FOLDED: dict[str, str] = {}
+for _aliases in ALIASES.values():
+    for _alias in _aliases:
+        _ALIAS_BY_FOLDED.setdefault(fold_header(_alias), _alias)  # "email" rather than "e-mail"
 
 
 def valid_target(target: str) -> bool:
-    """Whether ``target`` is something a column can map to."""
-    return target in FIELDS or target == FULL_NAME or (target.startswith("attributes.") and len(target) > 11)
+    """Whether ``target`` is something a column can map to: a field, ``full_name`` or ``attributes.<name>``."""
+    if target.startswith(_ATTRIBUTES):
+        return len(target) > len(_ATTRIBUTES)
+    return target in FIELDS or target == FULL_NAME
+
+
+def closest_alias(column: str) -> tuple[str, str] | None:
+    """The built-in alias a header most resembles and its field, or ``None`` when none is close.
+
+    ``"EMAIL_ADDR_1"`` -> ``("email address", "email")``; an exact alias returns itself.
+    """
+    folded = fold_header(column)
+    if not folded:
+        return None
+    best, best_score = "", 0.0
+    for alias in _BY_FOLDED:
+        score = difflib.SequenceMatcher(None, folded, alias).ratio()
+        if len(alias) >= 4 and alias in folded:
+            # "Customer Email" contains "email": a strong hint even when the ratio is low.
+            score = max(score, 0.8 + len(alias) / (5 * len(folded)))
+        if score > best_score:
+            best, best_score = alias, score
+    if best_score < 0.7:
+        return None
+    return _ALIAS_BY_FOLDED[best], _BY_FOLDED[best]
 
 
 class BuiltinAliases:
@@ -73,7 +113,7 @@ class ColumnMapping:
 
     #: field -> column index, for the contact fields (and ``full_name``) that are mapped.
     fields: dict[str, int]
-    #: (attribute name, column index) for every column kept in ``attributes``.
+    #: (attribute name, column index) for every column kept in ``attributes``, in column order.
     attributes: tuple[tuple[str, int], ...]
     #: column header -> target, for display (``preview``, reports).
     by_column: dict[str, str]
@@ -83,16 +123,25 @@ class ColumnMapping:
     @property
     def has_identity(self) -> bool:
         """Whether a column feeds ``external_id``, ``email`` or ``phone``."""
-        return any(f in self.fields for f in ("external_id", "email", "phone"))
+        return any(f in self.fields for f in IDENTITY_FIELDS)
 
 
 def resolve_mapping(
     header: list[str], plugin_results: Iterable[Mapping[str, str]], explicit: Mapping[str, str]
 ) -> ColumnMapping:
-    """Merge plugin mappings (in registration order, later wins) and the explicit one (wins over all)."""
+    """Merge plugin mappings (in registration order, later wins) and the explicit one (wins over all).
+
+    Explicit mapping keys match headers exactly or, failing that, as :func:`fold_header` does.
+    A field the explicit mapping assigns is taken from that column only. Two columns for one
+    field: the first feeds it, the other is kept in attributes (with a warning). A
+    ``full_name`` column next to a first or last name column is kept in attributes. Every
+    column not feeding a field is kept in attributes under its header, or under the name an
+    ``attributes.<name>`` target gives it; no two columns ever share an attribute name.
+    """
     merged: dict[str, str] = {}
     for result in plugin_results:
         merged.update(result)
+    warnings: list[str] = []
     folded_explicit = {fold_header(k): v for k, v in explicit.items()}
     explicit_columns: set[str] = set()
     for column in header:
@@ -100,39 +149,89 @@ def resolve_mapping(
         if target is not None:
             merged[column] = target
             explicit_columns.add(column)
+    folded_header = {fold_header(c) for c in header}
+    for key in explicit:
+        if key not in header and fold_header(key) not in folded_header:
+            warnings.append(f"the source's mapping names column {key!r}, which this file does not have")
     # A field the explicit mapping assigns is taken from that column, whatever plugins said.
-    claimed = {merged[c] for c in explicit_columns if not merged[c].startswith("attributes.")}
+    claimed = {merged[c] for c in explicit_columns if not merged[c].startswith(_ATTRIBUTES)}
     for column in header:
         if column not in explicit_columns and merged.get(column) in claimed:
             del merged[column]
 
     fields: dict[str, int] = {}
-    attributes: list[tuple[str, int]] = []
-    by_column: dict[str, str] = {}
-    warnings: list[str] = []
+    named: dict[int, str] = {}  # column index -> requested attribute name (attributes.<name>)
     for index, column in enumerate(header):
         target = merged.get(column)
-        if target is not None and not valid_target(target):
+        if target is None:
+            continue
+        if not valid_target(target):
             warnings.append(f"column {column!r}: unknown target {target!r}, kept in attributes")
-            target = None
-        if target is None or target.startswith("attributes."):
-            name = column if target is None else target.removeprefix("attributes.")
-            attributes.append((name, index))
-            by_column[column] = f"attributes.{name}"
+        elif target.startswith(_ATTRIBUTES):
+            named[index] = target.removeprefix(_ATTRIBUTES)
         elif target in fields:
             first = header[fields[target]]
-            warnings.append(
-                f"columns {first!r} and {column!r} both map to {target}; {column!r} kept in attributes"
-            )
-            attributes.append((column, index))
-            by_column[column] = f"attributes.{column}"
+            warnings.append(f"columns {first!r} and {column!r} both map to {target}; {column!r} kept in attributes")
         else:
             fields[target] = index
-            by_column[column] = target
     if FULL_NAME in fields and ("first_name" in fields or "last_name" in fields):
-        index = fields.pop(FULL_NAME)
-        attributes.append((header[index], index))
-        by_column[header[index]] = f"attributes.{header[index]}"
-    return ColumnMapping(
-        fields=fields, attributes=tuple(attributes), by_column=by_column, warnings=tuple(warnings)
+        fields.pop(FULL_NAME)
+
+    # Columns kept under their own header come first: headers are unique, so they never clash.
+    fed = set(fields.values())
+    taken = {header[i] for i in range(len(header)) if i not in fed and i not in named}
+    names: dict[int, str] = {i: header[i] for i in range(len(header)) if i not in fed and i not in named}
+    for index, wanted in named.items():
+        name = wanted
+        if name in taken:
+            name = header[index]
+            n = 1
+            while name in taken:
+                n += 1
+                name = f"{header[index]}#{n}"
+            warnings.append(
+                f"column {header[index]!r}: attribute name {wanted!r} is already used by another column; "
+                f"kept as attributes.{name}"
+            )
+        taken.add(name)
+        names[index] = name
+
+    by_column: dict[str, str] = {}
+    target_of = {i: f for f, i in fields.items()}
+    for index, column in enumerate(header):
+        by_column[column] = target_of[index] if index in target_of else _ATTRIBUTES + names[index]
+    attributes = tuple((names[i], i) for i in sorted(names))
+    return ColumnMapping(fields=fields, attributes=attributes, by_column=by_column, warnings=tuple(warnings))
+
+
+_MAX_LISTED = 30
+
+
+def describe_missing_identity(header: list[str], mapping: ColumnMapping) -> str:
+    """Why a header has no identity column: the columns seen, what each would need to be called,
+    and how to map one instead."""
+    listed = [escape_name(c) for c in header[:_MAX_LISTED]]
+    more = f" and {len(header) - _MAX_LISTED} more" if len(header) > _MAX_LISTED else ""
+    hints = []
+    example: tuple[str, str] | None = None
+    for column in header[:_MAX_LISTED]:
+        target = mapping.by_column.get(column, "")
+        if not target.startswith(_ATTRIBUTES):
+            hints.append(f"{column!r} is {target}")
+            continue
+        near = closest_alias(column)
+        if near is not None:
+            alias, field = near
+            hints.append(f"{column!r} would need to be called {alias!r} to be {field}")
+            if example is None and field in IDENTITY_FIELDS:
+                example = (column, field)
+    wanted = "; ".join(f"{field}: {', '.join(repr(a) for a in ALIASES[field])}" for field in IDENTITY_FIELDS)
+    column, field = example or (header[0] if header else "Column", "email")
+    column = escape_name(column)
+    return (
+        "no column maps to external_id, email or phone, so no row could be identified; "
+        f"columns seen: {', '.join(listed)}{more}. "
+        + (f"{'; '.join(hints)}. " if hints else "None of them resembles a built-in alias. ")
+        + f"Rename a column to one of these (case, spaces, '_' and '-' do not matter): {wanted}; "
+        f'or map it in the source\'s mapping, e.g. [sources.mapping] "{column}" = "{field}"'
     )

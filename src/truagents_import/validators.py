@@ -1,7 +1,8 @@
-"""The built-in row validators, registered as a plugin like any other.
+"""The built-in contact validators, registered as a plugin like any other (``validate_contacts``).
 
 Field values are normalised and checked while rows become contacts (see
 :mod:`truagents_import.contact`); this plugin adds the rules that need the whole contact.
+Its problems reject rows exactly as a third-party plugin's do.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ __all__ = ["validate_contacts"]
 
 @hookimpl
 def validate_contacts(contacts: list[Contact], source: DataSource) -> Iterator[tuple[int, Problem]]:
-    """Reject contacts with no identity: no external_id, email or phone."""
+    """Reject contacts with no identity: no external_id, email or phone (``missing_identity``)."""
     for index, contact in enumerate(contacts):
         if contact.identity is None:
             yield (
                 index,
                 Problem(
                     code="missing_identity",
-                    message="no external_id, email or phone: a contact needs at least one of them",
+                    message=(
+                        "external_id, email and phone are all empty: a contact needs at least one of them; "
+                        "fill one in upstream or remove the row"
+                    ),
                     row=contact.source_row,
                 ),
             )
