@@ -91,6 +91,7 @@ def test_rejected_file_exits_1(endpoint: Endpoint, key_file: Path, write_config:
     [f] = json.loads(out)["files"]
     assert f["status"] == "rejected"
     assert f["problems"][0]["code"] == "no_identity_column"
+    assert (f["rows"], f["rejected"]) == (1, 1)
     assert "colour, size" in f["reason"]
 
 
@@ -101,6 +102,7 @@ def test_dry_run_writes_nothing(endpoint: Endpoint, key_file: Path, write_config
     assert status == 0
     report = json.loads(out)
     assert report["dry_run"] is True and report["totals"]["imported"] == 1
+    assert report["files"][0]["mapping"] == {"email": "email"}
     db = sqlite3.connect(cfg.parent / "out" / "contacts.db")
     assert db.execute("select count(*) from contacts").fetchone() == (0,)
     status, out = run("ls", "--config", str(cfg), "--json")

@@ -558,6 +558,7 @@ class Importer:
                         result.rows = sum(1 for _ in rows)
                     raise
                 result.warnings.extend(mapping.warnings)
+                result.mapping = dict(mapping.by_column)
                 if self.rejects_dir is not None:
                     rejects = _Rejects(spool / f"{index}.rejects.csv", header)
                 self._stage(rows, layout, mapping, remote.path, result, staging, rejects)

@@ -65,6 +65,8 @@ class FileResult:
     size: int | None = None
     #: Columns that appeared, disappeared or moved since the last imported file, when any did.
     drift: dict[str, list[str]] | None = None
+    #: How the file's columns were mapped: column -> field or ``attributes.<name>``.
+    mapping: dict[str, str] | None = None
 
     def add_problem(self, problem: Problem) -> None:
         """Keep a problem, up to :data:`MAX_PROBLEMS` per file (counts are kept elsewhere)."""
