@@ -1,10 +1,10 @@
-"""Sessions: `nox` runs the tests and the linters; `nox -s bench` measures speed and memory."""
+"""Sessions: `nox` runs the tests, the linters and the docs build; `nox -s bench` measures speed and memory."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 TEST_DEPS = ["pytest>=8", "hypothesis>=6"]
@@ -25,6 +25,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src")
     session.run("mypy", "--strict", "src/truagents_import")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with `mkdocs build --strict`: any warning fails it."""
+    session.install(".", "mkdocs", "mkdocs-material", "mkdocstrings[python]", "mkdocs-click")
+    site = session.posargs[0] if session.posargs else session.create_tmp()
+    session.run("mkdocs", "build", "--strict", "--site-dir", site)
 
 
 @nox.session

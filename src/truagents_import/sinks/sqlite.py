@@ -11,6 +11,7 @@ from pathlib import Path
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
+from truagents_import.sinks._merge import MergePolicy, check_merge_policy, merge_attributes, union_tags
 
 __all__ = ["SQLiteSink"]
 
@@ -34,40 +35,72 @@ CREATE TABLE IF NOT EXISTS contacts (
 )
 """
 
-_UPSERT = """
+_INSERT = """
 INSERT INTO contacts (identity, external_id, email, phone, first_name, last_name, timezone, tags,
                       unsubscribed, attributes, source, source_file, source_row, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (identity) DO UPDATE SET
-    external_id = excluded.external_id, email = excluded.email, phone = excluded.phone,
-    first_name = excluded.first_name, last_name = excluded.last_name, timezone = excluded.timezone,
-    tags = excluded.tags, unsubscribed = excluded.unsubscribed, attributes = excluded.attributes,
+"""
+
+_PROVENANCE = """
     source = excluded.source, source_file = excluded.source_file, source_row = excluded.source_row,
     updated_at = excluded.updated_at
 """
+
+_REPLACE = """
+    external_id = excluded.external_id, email = excluded.email, phone = excluded.phone,
+    first_name = excluded.first_name, last_name = excluded.last_name, timezone = excluded.timezone,
+    tags = excluded.tags, unsubscribed = excluded.unsubscribed, attributes = excluded.attributes,
+"""
+
+_MERGE = """
+    external_id = coalesce(excluded.external_id, contacts.external_id),
+    email = coalesce(excluded.email, contacts.email),
+    phone = coalesce(excluded.phone, contacts.phone),
+    first_name = coalesce(excluded.first_name, contacts.first_name),
+    last_name = coalesce(excluded.last_name, contacts.last_name),
+    timezone = coalesce(excluded.timezone, contacts.timezone),
+    tags = truagents_union_tags(contacts.tags, excluded.tags),
+    unsubscribed = coalesce(excluded.unsubscribed, contacts.unsubscribed),
+    attributes = truagents_merge_attributes(contacts.attributes, excluded.attributes),
+"""
+
+
+def _sql_union_tags(stored: str, new: str) -> str:
+    return json.dumps(union_tags(json.loads(stored), json.loads(new)), ensure_ascii=False)
+
+
+def _sql_merge_attributes(stored: str, new: str) -> str:
+    return json.dumps(merge_attributes(json.loads(stored), json.loads(new)), ensure_ascii=False)
 
 
 class SQLiteSink:
     """Upserts contacts by identity into ``contacts`` (WAL; one transaction per file).
 
     ``tags`` and ``attributes`` are stored as JSON text; ``unsubscribed`` as 1, 0 or NULL.
+    ``merge`` is the merge policy for a contact already stored (see
+    docs/sinks.md): ``"merge"`` (the default) or ``"replace"``.
     """
 
-    def __init__(self, path: Path | str = "contacts.db") -> None:
+    def __init__(self, path: Path | str = "contacts.db", merge: MergePolicy = "merge") -> None:
         self.path = Path(path)
+        self.merge = check_merge_policy(merge, "sqlite")
+        self._upsert = _INSERT + (_MERGE if self.merge == "merge" else _REPLACE) + _PROVENANCE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._db.create_function("truagents_union_tags", 2, _sql_union_tags, deterministic=True)
+            self._db.create_function("truagents_merge_attributes", 2, _sql_merge_attributes, deterministic=True)
         except (OSError, sqlite3.Error) as exc:
             msg = f"sqlite sink {self.path} cannot be opened: {exc}"
             raise ConfigError(msg) from None
         self._in_transaction = False
 
     def __repr__(self) -> str:
-        return f"SQLiteSink({str(self.path)!r})"
+        return f"SQLiteSink({str(self.path)!r}, merge={self.merge!r})"
 
     def write(self, contacts: Sequence[Contact]) -> None:
         """Upsert a batch inside the file's transaction."""
@@ -76,7 +109,7 @@ class SQLiteSink:
             self._in_transaction = True
         now = datetime.now(UTC).isoformat()
         self._db.executemany(
-            _UPSERT,
+            self._upsert,
             [
                 (
                     c.identity,
@@ -119,5 +152,5 @@ class SQLiteSink:
 
 @hookimpl
 def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
-    """Offer the ``sqlite`` sink (option: ``path``, default ``contacts.db``)."""
+    """Offer the ``sqlite`` sink (options: ``path``, default ``contacts.db``; ``merge``, default ``"merge"``)."""
     register("sqlite", SQLiteSink)

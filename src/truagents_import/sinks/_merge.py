@@ -1,0 +1,50 @@
+"""The merge policy of the upserting sinks (``sqlite``, ``postgres``), defined once.
+
+``merge`` (the default), when a contact's identity is already in the sink:
+
+- a field the new row has (not empty) overwrites the stored one;
+- an empty field never erases a known value;
+- tags are unioned: the stored ones first, then the new ones, without duplicates;
+- attributes are merged key by key under the same two rules (an empty value is written only
+  for a key the contact did not have yet);
+- provenance (``source``, ``source_file``, ``source_row``) and ``updated_at`` always say which
+  file wrote the contact last; ``created_at`` never changes.
+
+``replace``: the new row replaces the stored one entirely (``created_at`` is kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from truagents_import.errors import ConfigError
+
+__all__ = ["MERGE_POLICIES", "MergePolicy", "check_merge_policy", "merge_attributes", "union_tags"]
+
+MergePolicy = Literal["merge", "replace"]
+#: The values of a sink's ``merge`` option.
+MERGE_POLICIES: tuple[MergePolicy, ...] = ("merge", "replace")
+
+
+def check_merge_policy(value: object, sink: str) -> MergePolicy:
+    """``value`` as a policy, or a :class:`ConfigError` that lists the valid ones."""
+    for policy in MERGE_POLICIES:
+        if value == policy:
+            return policy
+    msg = f"[sink] merge = {value!r} is not a merge policy of the {sink} sink; use 'merge' (the default) or 'replace'"
+    raise ConfigError(msg)
+
+
+def union_tags(stored: Iterable[str], new: Iterable[str]) -> list[str]:
+    """The stored tags, then the new ones not already there."""
+    return list(dict.fromkeys([*stored, *new]))
+
+
+def merge_attributes(stored: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
+    """The stored attributes updated by the new ones; an empty new value never erases a known one."""
+    merged = dict(stored)
+    for key, value in new.items():
+        if value != "" or key not in merged:
+            merged[key] = value
+    return merged

@@ -1,0 +1,285 @@
+"""The ``postgres`` sink: contacts upserted by identity into a PostgreSQL table (psycopg 3).
+
+Each batch is COPYed into a temporary table; ``commit`` upserts the whole file from it with
+``INSERT ... ON CONFLICT (identity) DO UPDATE`` and commits, so one file is one transaction:
+a file that fails half-way leaves nothing behind. psycopg is optional:
+``pip install 'truagents-import[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from truagents_import._postgres import PostgresError, connect, lock_key, mask_url, psycopg_module, scrub
+from truagents_import.contact import Contact
+from truagents_import.errors import ConfigError
+from truagents_import.hookspecs import SinkFactory, hookimpl
+from truagents_import.sinks._merge import MergePolicy, check_merge_policy
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+__all__ = ["PostgresSink"]
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+# (column, PostgreSQL type) of what a contact carries; the table adds created_at and updated_at.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("identity", "text"),
+    ("external_id", "text"),
+    ("email", "text"),
+    ("phone", "text"),
+    ("first_name", "text"),
+    ("last_name", "text"),
+    ("timezone", "text"),
+    ("tags", "text[]"),
+    ("unsubscribed", "boolean"),
+    ("attributes", "jsonb"),
+    ("source", "text"),
+    ("source_file", "text"),
+    ("source_row", "integer"),
+)
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_STAGING = "truagents_import_staging"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    identity text PRIMARY KEY,
+    external_id text,
+    email text,
+    phone text,
+    first_name text,
+    last_name text,
+    timezone text,
+    tags text[] NOT NULL DEFAULT '{{}}',
+    unsubscribed boolean,
+    attributes jsonb NOT NULL DEFAULT '{{}}',
+    source text,
+    source_file text,
+    source_row integer,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+_STAGING_TABLE = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (seq bigint NOT NULL, "
+    + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+
+_UPSERT = f"""
+INSERT INTO {{table}} AS t ({_NAMES}, created_at, updated_at)
+SELECT DISTINCT ON (identity) {_NAMES}, now(), now()
+FROM pg_temp.{_STAGING}
+ORDER BY identity, seq DESC
+ON CONFLICT (identity) DO UPDATE SET
+"""
+
+_MERGE = """
+    external_id = COALESCE(EXCLUDED.external_id, t.external_id),
+    email = COALESCE(EXCLUDED.email, t.email),
+    phone = COALESCE(EXCLUDED.phone, t.phone),
+    first_name = COALESCE(EXCLUDED.first_name, t.first_name),
+    last_name = COALESCE(EXCLUDED.last_name, t.last_name),
+    timezone = COALESCE(EXCLUDED.timezone, t.timezone),
+    tags = ARRAY(
+        SELECT u.tag FROM unnest(t.tags || EXCLUDED.tags) WITH ORDINALITY AS u(tag, n)
+        GROUP BY u.tag ORDER BY min(u.n)
+    ),
+    unsubscribed = COALESCE(EXCLUDED.unsubscribed, t.unsubscribed),
+    attributes = t.attributes || COALESCE(
+        (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(EXCLUDED.attributes) AS e
+         WHERE e.value <> '""'::jsonb OR NOT jsonb_exists(t.attributes, e.key)),
+        '{{}}'::jsonb
+    ),
+"""
+
+_REPLACE = """
+    external_id = EXCLUDED.external_id, email = EXCLUDED.email, phone = EXCLUDED.phone,
+    first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, timezone = EXCLUDED.timezone,
+    tags = EXCLUDED.tags, unsubscribed = EXCLUDED.unsubscribed, attributes = EXCLUDED.attributes,
+"""
+
+_PROVENANCE = """
+    source = EXCLUDED.source, source_file = EXCLUDED.source_file, source_row = EXCLUDED.source_row,
+    updated_at = EXCLUDED.updated_at
+"""
+
+
+class PostgresSink:
+    """Upserts contacts by identity into a PostgreSQL table (one transaction per file).
+
+    :param url: a libpq connection URL or keyword string (``postgresql://user@host/db``); a
+        password may be in it, or come from ``PGPASSWORD`` or ``~/.pgpass``. It is masked in
+        every repr and message.
+    :param table: the table, created when missing (``name`` or ``schema.name``).
+    :param merge: the merge policy for a contact already stored: ``"merge"`` (the default:
+        present fields overwrite, empty ones never erase, tags unioned, attributes merged) or
+        ``"replace"``. See docs/sinks.md.
+    :param connect_timeout: seconds to wait for the server when connecting.
+
+    ``tags`` is ``text[]``, ``attributes`` ``jsonb``, ``unsubscribed`` ``boolean``;
+    ``created_at`` and ``updated_at`` are ``timestamptz``. After a lost connection the sink
+    reconnects on the next file, once the failed one was rolled back.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        table: str = "contacts",
+        merge: MergePolicy = "merge",
+        connect_timeout: int = 10,
+    ) -> None:
+        self._psycopg = psycopg_module("the postgres sink")
+        if not isinstance(url, str) or not url:
+            raise ConfigError('the postgres sink needs url = "postgresql://user@host/database" in [sink]')
+        if not _TABLE_NAME.match(table):
+            msg = f"[sink] table = {table!r} is not a plain table name; use letters, digits and _ (or schema.table)"
+            raise ConfigError(msg)
+        self._url = url
+        self.table = table
+        self.merge = check_merge_policy(merge, "postgres")
+        self.connect_timeout = connect_timeout
+        pg_sql = self._psycopg.sql
+        ident = pg_sql.Identifier(*table.split("."))
+        self._schema_sql: sql.Composed = pg_sql.SQL(_SCHEMA).format(table=ident)
+        sets = (_MERGE if self.merge == "merge" else _REPLACE) + _PROVENANCE
+        self._upsert_sql: sql.Composed = pg_sql.SQL(_UPSERT + sets).format(table=ident)
+        self._copy_sql = f"COPY pg_temp.{_STAGING} (seq, {_NAMES}) FROM STDIN (FORMAT BINARY)"
+        self._copy_types = ["int8", *(kind for _, kind in _COLUMNS)]
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pending = False
+        self._seq = 0
+        self._connection()
+
+    @property
+    def url(self) -> str:
+        """The connection URL with its password masked."""
+        return mask_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"PostgresSink({self.url!r}, table={self.table!r}, merge={self.merge!r})"
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if self._pending:
+            msg = (
+                f"postgres sink {self.url}: the connection was lost in the middle of a file; call rollback() "
+                "and write the file again"
+            )
+            raise PostgresError(msg)
+        self._drop_connection()
+        conn = connect(self._url, "the postgres sink", autocommit=False, connect_timeout=self.connect_timeout)
+        try:
+            with conn.cursor() as cur:
+                # Serialise schema creation: concurrent CREATE TABLE IF NOT EXISTS can collide.
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema", self.table),))
+                cur.execute(self._schema_sql)
+                cur.execute(_STAGING_TABLE)
+            conn.commit()
+        except self._psycopg.Error as exc:
+            conn.close()
+            msg = f"postgres sink {self.url} cannot create table {self.table!r}: {self._detail(exc)}"
+            raise ConfigError(msg + "; grant the user CREATE on the schema, or create the table yourself") from None
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(self._psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _detail(self, exc: BaseException) -> str:
+        return scrub(f"{type(exc).__name__}: {exc}", self._url)
+
+    def _failed(self, what: str, exc: BaseException) -> PostgresError:
+        msg = (
+            f"postgres sink {self.url} table {self.table!r}: {what} failed: {self._detail(exc)}; nothing of this "
+            "file is committed; the next run imports it again once the server is reachable"
+        )
+        return PostgresError(msg)
+
+    def write(self, contacts: Sequence[Contact]) -> None:
+        """COPY a batch into the file's temporary table (nothing reaches the table before ``commit``)."""
+        if not contacts:
+            return
+        for c in contacts:
+            if c.identity is None:
+                msg = f"postgres sink: a contact without external_id, email or phone cannot be upserted: {c!r}"
+                raise ValueError(msg)
+        conn = self._connection()
+        jsonb = self._psycopg.types.json.Jsonb
+        self._pending = True
+        try:
+            with conn.cursor() as cur, cur.copy(self._copy_sql) as copy:
+                copy.set_types(self._copy_types)
+                for c in contacts:
+                    self._seq += 1
+                    copy.write_row(
+                        (
+                            self._seq,
+                            c.identity,
+                            c.external_id,
+                            c.email,
+                            c.phone,
+                            c.first_name,
+                            c.last_name,
+                            c.timezone,
+                            list(c.tags),
+                            c.unsubscribed,
+                            jsonb(dict(c.attributes)),
+                            c.source,
+                            c.source_file,
+                            c.source_row,
+                        )
+                    )
+        except self._psycopg.Error as exc:
+            raise self._failed("COPY", exc) from None
+
+    def commit(self) -> None:
+        """Upsert everything written since the last commit and commit: durable once this returns."""
+        if not self._pending:
+            return
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(self._upsert_sql)
+            conn.commit()
+        except self._psycopg.Error as exc:
+            raise self._failed("upsert", exc) from None
+        self._pending = False
+        self._seq = 0
+
+    def rollback(self) -> None:
+        """Abandon everything written since the last commit (a lost connection is dropped, to be reopened)."""
+        conn = self._conn
+        self._pending = False
+        self._seq = 0
+        if conn is None:
+            return
+        if conn.closed or conn.broken:
+            self._drop_connection()
+            return
+        try:
+            conn.rollback()
+        except self._psycopg.Error:
+            self._drop_connection()
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and close the connection."""
+        self.rollback()
+        self._drop_connection()
+
+
+@hookimpl
+def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
+    """Offer the ``postgres`` sink (options: ``url``; ``table``, default ``contacts``; ``merge``)."""
+    register("postgres", PostgresSink)
