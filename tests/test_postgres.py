@@ -261,6 +261,31 @@ def test_state_url_in_config(tmp_path: Path, pg_url: str) -> None:
                          "to_regclass('crm_contacts') IS NOT NULL") == [(True, True)]  # fmt: skip
 
 
+def test_ls_and_check_read_the_postgres_state(tmp_path: Path, pg_url: str) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from truagents_import.cli import main
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("email\na@example.com\n")
+    config = tmp_path / "truagents-import.toml"
+    config.write_text(
+        f'[[sources]]\nname = "{SOURCE}"\npath = "{inbox}"\nmin_age = 0\n'
+        f'[sink]\ntype = "postgres"\nurl = "{pg_url}"\n[state]\nurl = "{pg_url}"\n'
+    )
+    runner = CliRunner()
+    assert json.loads(runner.invoke(main, ["ls", "--config", str(config), "--json"]).stdout)["files"][0]["state"] == "new"
+    assert runner.invoke(main, ["import", "--config", str(config), "--json"]).exit_code == 0
+    listing = json.loads(runner.invoke(main, ["ls", "--config", str(config), "--json"]).stdout)
+    assert [f["state"] for f in listing["files"]] == ["imported"]
+    checked = json.loads(runner.invoke(main, ["check", "--config", str(config), "--json", "--all"]).stdout)
+    [state] = [s for s in checked["steps"] if s["name"] == "state"]
+    assert state["status"] == "pass" and "PostgreSQL state database reachable; 1 attempts recorded" in state["detail"]
+
+
 # -- two importer processes ----------------------------------------------------------------------
 
 WORKER = """

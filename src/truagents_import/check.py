@@ -42,7 +42,7 @@ from fsspec.asyn import get_loop, sync
 
 from truagents_import import keys
 from truagents_import._converter import converter
-from truagents_import.config import Config, SinkConfig
+from truagents_import.config import Config, SinkConfig, StateConfig
 from truagents_import.errors import ConfigError, ConnectError, KeyFileError, PluginError
 from truagents_import.integration import Integration, close_filesystem
 from truagents_import.mapping import ColumnMapping, resolve_mapping
@@ -50,7 +50,7 @@ from truagents_import.plugins import Plugins
 from truagents_import.reading import Drift, FileRejected, Layout, header_drift, open_rows
 from truagents_import.report import FileResult, ImportReport, escape_name
 from truagents_import.source import DataSource, RemoteFile, is_temporary, parse_duration
-from truagents_import.state import StateStore
+from truagents_import.state import State, StateStore, open_state
 
 __all__ = [
     "HEAD_BYTES",
@@ -452,7 +452,8 @@ class _Ladder:
         self.results: dict[str, CheckStep] = {}
         self._plugins: Plugins | None = None
         self._plugin_error: PluginError | None = None
-        self._state: StateStore | None = None
+        self._state: State | None = None
+        self.state_url: str | None = None
         self._state_tried = False
         self.probe: SSHProbe | None = None
         self.listed: DataSource | None = None
@@ -477,8 +478,13 @@ class _Ladder:
                 raise
         return self._plugins
 
-    def state(self) -> StateStore | None:
+    def state(self) -> State | None:
         """The state database if it exists and opens (for listing and drift); never created here."""
+        if not self._state_tried and self.state_url is not None:
+            self._state_tried = True
+            with contextlib.suppress(Exception):
+                self._state = open_state(StateConfig(url=self.state_url))
+                self.stack.callback(self._state.close)
         if not self._state_tried:
             self._state_tried = True
             path = self.state_path
@@ -1180,6 +1186,17 @@ class _Ladder:
         )
 
     def state_step(self) -> CheckStep:
+        if self.state_url is not None:
+            store = self.state()
+            if store is None:
+                try:
+                    open_state(StateConfig(url=self.state_url)).close()
+                except Exception as exc:  # noqa: BLE001 - the reason is the step's detail
+                    return _step("state", "fail", f"the PostgreSQL state database cannot be opened: {exc}",
+                                 _STATE_ADVICE)
+                return _step("state", "fail", "the PostgreSQL state database cannot be opened", _STATE_ADVICE)
+            recorded = len(store.history(self.source.name))
+            return _step("state", "pass", f"PostgreSQL state database reachable; {recorded} attempts recorded")
         path = self.state_path
         if path is None:
             raise _Skip("not run: no state database is configured for this check")
@@ -1415,11 +1432,13 @@ def check_source(
         ladder = _Ladder(
             source,
             sink=sink,
-            state_path=None if state is None else Path(state),
+            state_path=None if state is None or _is_url(state) else Path(state),
             plugins=plugins,
             spool=spool,
             stack=stack,
         )
+        if state is not None and _is_url(state):
+            ladder.state_url = str(state)
         failed: str | None = None
         for name, run in _STEPS:
             if failed is not None and not run_all:
@@ -1469,4 +1488,9 @@ def run_check(
             str(exc),
             "name one of the configured sources with --source, or add a [[sources]] table with name, path and pattern",
         )
-    return check_source(source, sink=config.sink, state=config.state.path, run_all=run_all, plugins=plugins)
+    state = config.state.url or config.state.path
+    return check_source(source, sink=config.sink, state=state, run_all=run_all, plugins=plugins)
+
+
+def _is_url(value: Path | str) -> bool:
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))

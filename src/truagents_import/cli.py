@@ -173,11 +173,11 @@ def import_(
 def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
     """List the remote files with size, modification time and state."""
     from truagents_import.config import load_config
-    from truagents_import.state import StateStore
+    from truagents_import.state import open_state
 
     config = load_config(config_path)
     source = config.source(source_name)
-    state = StateStore(config.state.path)
+    state = open_state(config.state)
     try:
         files = source.list_files(state)
     finally:

@@ -21,10 +21,11 @@ import attrs
 from truagents_import.errors import ConfigError
 
 if TYPE_CHECKING:
+    from truagents_import.config import StateConfig
     from truagents_import.report import FileResult
     from truagents_import.source import FileState
 
-__all__ = ["CLAIM_LEASE", "Claim", "State", "StateStore"]
+__all__ = ["CLAIM_LEASE", "Claim", "State", "StateStore", "open_state"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -239,3 +240,12 @@ class StateStore:
         cur = self._db.execute("SELECT * FROM files WHERE source = ? ORDER BY id", (source,))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def open_state(config: StateConfig) -> State:
+    """The state database a ``[state]`` table names: PostgreSQL for a ``url``, else SQLite at ``path``."""
+    if config.url:
+        from truagents_import.state_postgres import PostgresStateStore
+
+        return PostgresStateStore(config.url)
+    return StateStore(config.path)
