@@ -207,3 +207,18 @@ def test_plugins_lists_builtins() -> None:
     assert {"memory", "jsonl", "sqlite"} <= set(data["sinks"])
     names = {p["name"] for p in data["plugins"]}
     assert "truagents_import.mapping.BuiltinAliases" in names
+
+
+def test_usage_error_under_json_is_one_json_document(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("truagents-import")
+    proc = subprocess.run([str(exe), "import", "--bogus", "--json"], capture_output=True, text=True, timeout=60,
+                          check=False, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout) == {"error": "No such option '--bogus'.", "exit_status": 2}
+
+
+def test_demo_refuses_a_folder_that_holds_a_demo(tmp_path: Path) -> None:
+    assert run("demo", "--dir", str(tmp_path / "d"), "--json")[0] == 0
+    status, out = run("demo", "--dir", str(tmp_path / "d"), "--json")
+    assert status == 2
+    assert "already holds a demo; pass another --dir" in json.loads(out)["error"]

@@ -655,3 +655,20 @@ def upload(files: tuple[Path, ...], config_path: Path | None, source_name: str |
                 click.echo(f"failed    {escape_name(str(r.local))}: {escape_name(r.error or '')}")
         click.echo(f"{len(results) - failed} uploaded, {failed} failed")
     return 1 if failed else 0
+
+
+def run() -> None:
+    """The console script: like ``main``, but a usage error under ``--json`` is still one JSON document."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        if "--json" in sys.argv[1:]:
+            _emit_json({"error": exc.format_message(), "exit_status": 2})
+        exc.show()
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -15,6 +15,7 @@ import attrs
 
 from truagents_import import keys
 from truagents_import.config import CONFIG_NAME, load_config
+from truagents_import.errors import ConfigError
 from truagents_import.importer import Importer
 from truagents_import.integration import Integration
 from truagents_import.report import ImportReport
@@ -69,6 +70,9 @@ def run_demo(directory: Path | str | None = None) -> DemoResult:
     """Run the demo in ``directory`` (a new temporary folder by default) and return what it did."""
     work = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="truagents-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    if (work / CONFIG_NAME).exists() or (work / "keys").exists():
+        msg = f"{work} already holds a demo; pass another --dir (or none, for a new temporary folder)"
+        raise ConfigError(msg)
     root = work / "server"
     root.mkdir(exist_ok=True)
     client_key = keys.generate_key_pair("truagents-import demo")
