@@ -352,3 +352,25 @@ def test_sink_options_from_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"merge = 'upsert'.*'merge' \(the default\) or 'replace'"):
         plugins.make_sink("sqlite", {"path": tmp_path / "y.db", "merge": "upsert"})
     assert {"csv", "postgres"} <= set(plugins.sinks)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_append_sinks_cut_a_killed_files_lines_on_reopen(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"out.{kind}"
+    script = (
+        "import os, signal, sys\n"
+        "from truagents_import import Contact\n"
+        "from truagents_import.sinks.csv import CSVSink\n"
+        "from truagents_import.sinks.jsonl import JSONLSink\n"
+        f"sink = ({'JSONLSink' if kind == 'jsonl' else 'CSVSink'})(sys.argv[1])\n"
+        "sink.write([Contact(email='kept@example.com')]); sink.commit()\n"
+        "sink.write([Contact(email='lost@example.com')]); sink._file.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], check=False, timeout=60)
+    assert proc.returncode == -9
+    assert "lost@example.com" in path.read_text()
+    reopened = JSONLSink(path) if kind == "jsonl" else CSVSink(path)
+    reopened.close()
+    text = path.read_text()
+    assert "kept@example.com" in text and "lost@example.com" not in text

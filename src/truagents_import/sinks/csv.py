@@ -7,18 +7,13 @@ import io
 import json
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import attrs
 
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not a POSIX system
-    fcntl = None  # type: ignore[assignment]
+from truagents_import.sinks._append import AppendLog
 
 __all__ = ["CSV_HEADER", "CSVSink", "neutralise_cell"]
 
@@ -59,7 +54,7 @@ def _encode(rows: Sequence[Sequence[str]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-class CSVSink:
+class CSVSink(AppendLog):
     """Appends contacts to a UTF-8 CSV file with a header row; ``commit`` fsyncs, ``rollback``
     truncates back to the last commit.
 
@@ -74,75 +69,12 @@ class CSVSink:
     run appends them once. One importer writes a file at a time (an exclusive ``flock``).
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        #: Records how far the file is committed, so that a crashed run's rows are cut off on reopening.
-        self.marker = self.path.with_name(f".{self.path.name}.committed")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a+b")
-        except OSError as exc:
-            msg = f"csv sink {self.path} cannot be opened: {exc}; choose a path in a writable folder"
-            raise ConfigError(msg) from None
-        try:
-            self._lock()
-            self._recover()
-            if self._file.seek(0, os.SEEK_END) == 0:
-                self._file.write(_encode([CSV_HEADER]))
-            else:
-                self._check_header()
-            self._committed = self._file.tell()
-            self._sync()
-        except OSError as exc:
-            self._file.close()
-            msg = f"csv sink {self.path} cannot be written: {exc}; check the folder's permissions and free space"
-            raise ConfigError(msg) from None
-        except BaseException:
-            self._file.close()
-            raise
+    kind = "csv sink"
 
-    def _lock(self) -> None:
-        """One writer per file: rows of two importers would interleave, and recovery would cut the other's."""
-        if fcntl is None:  # pragma: no cover - not a POSIX system
-            return
-        try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = (
-                f"csv sink {self.path} is being written by another importer; give each worker its own path, "
-                "or use the postgres sink for many workers"
-            )
-            raise ConfigError(msg) from None
+    def _start_empty_file(self) -> None:
+        self._append(_encode([CSV_HEADER]))
 
-    def _recover(self) -> None:
-        """Cut off rows a crashed run wrote after its last commit (the marker says where that was)."""
-        try:
-            mark = json.loads(self.marker.read_text(encoding="utf-8"))
-            size, inode = int(mark["size"]), int(mark["inode"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-        stat = os.fstat(self._file.fileno())
-        if inode == stat.st_ino and 0 < size < stat.st_size:
-            self._file.truncate(size)
-
-    def _sync(self) -> None:
-        """fsync the rows, then record (atomically, durably) how far the file is committed."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        mark = {"size": self._committed, "inode": os.fstat(self._file.fileno()).st_ino}
-        partial = self.marker.with_name(self.marker.name + ".tmp")
-        with partial.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(mark))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, self.marker)
-        folder = os.open(self.marker.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-
-    def _check_header(self) -> None:
+    def _check_existing_file(self) -> None:
         self._file.seek(0)
         first = self._file.readline().decode("utf-8", errors="replace")
         self._file.seek(0, os.SEEK_END)
@@ -159,25 +91,7 @@ class CSVSink:
 
     def write(self, contacts: Sequence[Contact]) -> None:
         """Append a batch (durable on commit)."""
-        self._file.write(_encode([_cells(c) for c in contacts]))
-
-    def commit(self) -> None:
-        """Flush and fsync: after this the rows survive a crash."""
-        self._file.flush()
-        self._committed = self._file.tell()
-        self._sync()
-
-    def rollback(self) -> None:
-        """Drop every row written since the last commit."""
-        self._file.flush()
-        self._file.truncate(self._committed)
-        self._file.seek(self._committed)
-
-    def close(self) -> None:
-        """Close the file (rows not committed are dropped)."""
-        if not self._file.closed:
-            self.rollback()
-            self._file.close()
+        self._append(_encode([_cells(c) for c in contacts]))
 
 
 @hookimpl

@@ -3,48 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from truagents_import.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
+from truagents_import.sinks._append import AppendLog
 
 __all__ = ["JSONLSink"]
 
 
-class JSONLSink:
-    """Appends contacts as JSON lines; ``commit`` fsyncs, ``rollback`` truncates back to the last commit."""
+class JSONLSink(AppendLog):
+    """Appends contacts as JSON lines; ``commit`` fsyncs, ``rollback`` truncates back to the last commit.
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab")
-        self._committed = self._file.tell()
+    Like ``csv``, it is a log (a contact imported twice appears twice), it has one writer at a
+    time, and reopening after a crash cuts off the lines of the file that was being written.
+    """
+
+    kind = "jsonl sink"
+
+    def __repr__(self) -> str:
+        return f"JSONLSink({str(self.path)!r})"
 
     def write(self, contacts: Sequence[Contact]) -> None:
         """Append a batch (durable on commit)."""
-        self._file.write(
-            b"".join(json.dumps(c.to_dict(), ensure_ascii=False).encode() + b"\n" for c in contacts)
-        )
-
-    def commit(self) -> None:
-        """Flush and fsync: after this the lines survive a crash."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._committed = self._file.tell()
-
-    def rollback(self) -> None:
-        """Drop every line written since the last commit."""
-        self._file.flush()
-        self._file.truncate(self._committed)
-        self._file.seek(self._committed)
-
-    def close(self) -> None:
-        """Close the file (lines not committed are dropped)."""
-        if not self._file.closed:
-            self.rollback()
-            self._file.close()
+        self._append(b"".join(json.dumps(c.to_dict(), ensure_ascii=False).encode() + b"\n" for c in contacts))
 
 
 @hookimpl
