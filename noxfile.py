@@ -30,7 +30,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with `mkdocs build --strict`: any warning fails it."""
-    session.install(".", "mkdocs", "mkdocs-material", "mkdocstrings[python]", "mkdocs-click")
+    session.install(".", "mkdocs", "mkdocs-material", "mkdocstrings[python]", "mkdocs-click", "ruff")
     site = session.posargs[0] if session.posargs else session.create_tmp()
     session.run("mkdocs", "build", "--strict", "--site-dir", site)
 

@@ -595,3 +595,19 @@ def test_probe_tells_host_key_from_auth(embedded: Endpoint, key_file: Path, tmp_
     stranger = keys.write_key_pair(keys.generate_key_pair("s"), tmp_path / "s", "id").private_key
     refused = probe_ssh(embedded.integration(stranger))
     assert refused.outcome == "auth" and refused.presented == embedded.fingerprint
+
+
+def test_integration_check_runs_the_connection_rungs(sftp_server: Any, key_file: Path) -> None:
+    from truagents_import import Integration
+
+    good = Integration(host=sftp_server.host, port=sftp_server.port, username=getpass.getuser(),
+                       private_key=key_file, host_key=sftp_server.host_key_fingerprint)
+    report = good.check()
+    assert [(s.name, s.status) for s in report.steps] == [
+        ("config", "pass"), ("reachable", "pass"), ("host_key", "pass"), ("auth", "pass"),
+    ]
+    wrong = Integration(host=sftp_server.host, port=sftp_server.port, username=getpass.getuser(),
+                        private_key=key_file, host_key="SHA256:" + "Q" * 43)
+    report = wrong.check()
+    assert not report.ok and report.failed is not None and report.failed.name == "host_key"
+    assert sftp_server.host_key_fingerprint in report.failed.detail

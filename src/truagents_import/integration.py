@@ -15,7 +15,7 @@ import shlex
 import socket
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncssh
 import attrs
@@ -23,6 +23,11 @@ from fsspec.asyn import get_loop, sync
 
 from truagents_import import keys
 from truagents_import.errors import ConfigError, ConnectError, HostKeyError, TruagentsImportError
+
+if TYPE_CHECKING:
+    from truagents_import.check import CheckReport
+
+_CONNECTION_STEPS = ("config", "reachable", "host_key", "auth")
 
 __all__ = [
     "SCP_NOTE",
@@ -303,6 +308,20 @@ class Integration:
         kept = [ln for ln in existing if ln not in mine]
         keys.replace_file(path, "".join(f"{ln}\n" for ln in [*kept, line]), mode=0o644)
         return line
+
+    def check(self) -> CheckReport:
+        """The connection rungs of the triage ladder: config, reachable, host_key, auth.
+
+        Stops at the first failing step, with the next thing to do; see
+        :func:`truagents_import.check.run_check` for the whole ladder of a data source.
+        """
+        from truagents_import.check import check_source
+        from truagents_import.source import DataSource
+
+        probe = DataSource(name=f"{self.host}:{self.port}", path=".", pattern="*", integration=self)
+        report = check_source(probe)
+        report.steps = [s for s in report.steps if s.name in _CONNECTION_STEPS]
+        return report
 
     # -- keys and uploads ------------------------------------------------------------------
 
