@@ -277,7 +277,8 @@ def test_ls_and_check_read_the_postgres_state(tmp_path: Path, pg_url: str) -> No
         f'[sink]\ntype = "postgres"\nurl = "{pg_url}"\n[state]\nurl = "{pg_url}"\n'
     )
     runner = CliRunner()
-    assert json.loads(runner.invoke(main, ["ls", "--config", str(config), "--json"]).stdout)["files"][0]["state"] == "new"
+    before = json.loads(runner.invoke(main, ["ls", "--config", str(config), "--json"]).stdout)
+    assert before["files"][0]["state"] == "new"
     assert runner.invoke(main, ["import", "--config", str(config), "--json"]).exit_code == 0
     listing = json.loads(runner.invoke(main, ["ls", "--config", str(config), "--json"]).stdout)
     assert [f["state"] for f in listing["files"]] == ["imported"]

@@ -15,9 +15,7 @@ __all__ = ["converter"]
 
 converter = cattrs.Converter(forbid_extra_keys=True)
 converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
-converter.register_structure_hook(
-    datetime, lambda v, _: v if isinstance(v, datetime) else datetime.fromisoformat(v)
-)
+converter.register_structure_hook(datetime, lambda v, _: v if isinstance(v, datetime) else datetime.fromisoformat(v))
 converter.register_unstructure_hook(Path, str)
 
 

@@ -1191,9 +1191,10 @@ class _Ladder:
             if store is None:
                 try:
                     open_state(StateConfig(url=self.state_url)).close()
-                except Exception as exc:  # noqa: BLE001 - the reason is the step's detail
-                    return _step("state", "fail", f"the PostgreSQL state database cannot be opened: {exc}",
-                                 _STATE_ADVICE)
+                except Exception as exc:
+                    return _step(
+                        "state", "fail", f"the PostgreSQL state database cannot be opened: {exc}", _STATE_ADVICE
+                    )
                 return _step("state", "fail", "the PostgreSQL state database cannot be opened", _STATE_ADVICE)
             recorded = len(store.history(self.source.name))
             return _step("state", "pass", f"PostgreSQL state database reachable; {recorded} attempts recorded")

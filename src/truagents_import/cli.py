@@ -35,9 +35,7 @@ def _emit_json(data: Any) -> None:
 def _command(func: F) -> F:
     """Add ``--json`` and turn library errors into their exit status and a clear message."""
 
-    @click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else."
-    )
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else.")
     @functools.wraps(func)
     def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> None:
         try:
@@ -222,9 +220,7 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
     show_default=True,
     help="Folder the server is confined to.",
 )
-@click.option(
-    "--port", type=int, default=2222, show_default=True, help="Port on 127.0.0.1 (0 picks a free one)."
-)
+@click.option("--port", type=int, default=2222, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--authorized-keys",
@@ -338,8 +334,9 @@ def plugins(as_json: bool) -> int:
 @click.argument("file")
 @_config_option
 @_source_option
-@click.option("--rows", "n_rows", type=click.IntRange(0, 1000), default=10, show_default=True,
-              help="How many rows to show.")
+@click.option(
+    "--rows", "n_rows", type=click.IntRange(0, 1000), default=10, show_default=True, help="How many rows to show."
+)
 @_command
 def preview(config_path: Path | None, source_name: str | None, file: str, n_rows: int, as_json: bool) -> int:
     """Show a remote file's encoding, delimiter, header, mapping, first rows and sample validity."""
@@ -470,12 +467,8 @@ def keygen(
         if passphrase_env:
             passphrase = keys.passphrase_from_env(passphrase_env)
         elif passphrase_prompt:
-            passphrase = click.prompt(
-                "Passphrase for the new key", hide_input=True, confirmation_prompt=True, err=True
-            )
-        pair = keys.create_key_pair(
-            directory, name or keys.DEFAULT_KEY_NAME, passphrase=passphrase, comment=comment
-        )
+            passphrase = click.prompt("Passphrase for the new key", hide_input=True, confirmation_prompt=True, err=True)
+        pair = keys.create_key_pair(directory, name or keys.DEFAULT_KEY_NAME, passphrase=passphrase, comment=comment)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     line = pair.authorized_keys_line(from_=from_)

@@ -125,9 +125,7 @@ def known_hosts_line(host: str, port: int, key: asyncssh.SSHKey) -> str:
     return f"{known_hosts_host(host, port)} {keytype} {blob}"
 
 
-def write_key_pair(
-    key: asyncssh.SSHKey, directory: Path, name: str, *, passphrase: str | None = None
-) -> KeyPair:
+def write_key_pair(key: asyncssh.SSHKey, directory: Path, name: str, *, passphrase: str | None = None) -> KeyPair:
     """Write the private key (0600, in a 0700 folder) and its ``.pub`` beside it.
 
     A folder that does not exist is created 0700. An existing folder that group or others can

@@ -150,8 +150,7 @@ class ImportReport:
             )
         t = self.totals
         head = "".join(
-            f"<th>{h}</th>"
-            for h in ("file", "status", "rows", "imported", "rejected", "duplicates", "reason")
+            f"<th>{h}</th>" for h in ("file", "status", "rows", "imported", "rejected", "duplicates", "reason")
         )
         return (
             f"<p><b>{html.escape(self.source)}</b>{' (dry run)' if self.dry_run else ''}: "

@@ -7,7 +7,7 @@ import fnmatch
 import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,8 +19,8 @@ from truagents_import.integration import Integration
 from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
-    from truagents_import.contact import Contact
     from truagents_import.check import CheckReport
+    from truagents_import.contact import Contact
     from truagents_import.preview import Preview
     from truagents_import.state import State
 
