@@ -29,6 +29,15 @@ __all__ = ["SFTPServer"]
 _THREAD_TIMEOUT = 30.0
 
 
+def _accepting_tasks() -> list[asyncio.Task[object]]:
+    """The tasks still wiring a just-accepted TCP connection to its protocol (an asyncio internal name)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("_accept_connection2")
+    ]
+
+
 def _parse_public_key(key: asyncssh.SSHKey | str) -> asyncssh.SSHKey:
     """The public key of an ``SSHKey`` or of an OpenSSH public-key / authorized_keys line."""
     if isinstance(key, asyncssh.SSHKey):
@@ -264,6 +273,8 @@ class SFTPServer:
             loop.run_forever()
         finally:
             try:
+                for _ in range(3):  # let callbacks scheduled by the shutdown (transport aborts) run
+                    loop.run_until_complete(asyncio.sleep(0))
                 tasks = asyncio.all_tasks(loop)
                 for task in tasks:
                     task.cancel()
@@ -312,10 +323,23 @@ class SFTPServer:
         return len(conns)
 
     async def _shutdown(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
+        if self._acceptor is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _THREAD_TIMEOUT / 3
+        # Python 3.11: a connection accepted just before Server.close() is wired to its protocol by
+        # a task that then fails an assertion in Server._attach() and leaks the socket. So let such
+        # tasks finish first, then close the listener with no await in between (no new ones start).
+        while _accepting_tasks() and loop.time() < deadline:
+            await asyncio.sleep(0)
+        self._acceptor.close()
+        while True:
             await self._close_all(abort=False)
-            await self._acceptor.wait_closed()
+            await asyncio.sleep(0)
+            if (not self._connections and not _accepting_tasks()) or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        await self._acceptor.wait_closed()
 
     def stop(self) -> None:
         """Close the listener and every live connection, stop the loop and join the thread.
