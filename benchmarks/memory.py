@@ -387,24 +387,58 @@ def _reject_codes(path: str | None) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def _data_file(rows: int, seed: int) -> tuple[Path, float | None]:
-    """The cached input file, generated when missing; with the generation time when it was."""
-    path = DATA_DIR / f"contacts-{rows}-seed{seed}.csv"
-    if path.exists():
-        return path, None
-    sys.path.insert(0, str(BENCH_DIR))
-    from generate import generate  # type: ignore[import-not-found,unused-ignore]
+def _data_file(rows: int, seed: int, huge_rows: int = 0, huge_mb: int = 140) -> tuple[Path, float | None]:
+    """The cached input file, generated when missing; with the generation time when it was.
 
-    t = time.perf_counter()
-    generate(path, rows, seed=seed)
-    return path, time.perf_counter() - t
+    With ``huge_rows``, that many rows holding a ``huge_mb`` MB field are spread through the file
+    (half of them quoted across many lines, half on one line): each must be rejected as
+    ``field_too_large`` without the importer's memory growing with it.
+    """
+    path = DATA_DIR / f"contacts-{rows}-seed{seed}.csv"
+    started = time.perf_counter()
+    made = False
+    if not path.exists():
+        sys.path.insert(0, str(BENCH_DIR))
+        from generate import generate  # type: ignore[import-not-found,unused-ignore]
+
+        generate(path, rows, seed=seed)
+        made = True
+    if huge_rows:
+        huge = DATA_DIR / f"contacts-{rows}-seed{seed}-huge{huge_rows}x{huge_mb}mb.csv"
+        if not huge.exists():
+            _with_huge_rows(path, huge, rows, huge_rows, huge_mb)
+            made = True
+        path = huge
+    return path, (time.perf_counter() - started) if made else None
+
+
+def _with_huge_rows(src: Path, dest: Path, rows: int, count: int, mb: int) -> None:
+    every = max(1, rows // (count + 1))
+    line = b"y" * (1 << 20)
+    partial = dest.with_name(f".{dest.name}.part")
+    with src.open("rb") as inp, partial.open("wb") as out:
+        out.write(inp.readline())  # the header
+        n = placed = 0
+        for row in inp:
+            out.write(row)
+            n += 1
+            if placed < count and n % every == 0:
+                multiline = placed % 2 == 0
+                out.write(f"HUGE-{placed},huge{placed}@example.com,,,,,,,,\"".encode())
+                for _ in range(mb):
+                    out.write(line)
+                    if multiline:
+                        out.write(b"\n")
+                out.write(b'"\n')
+                placed += 1
+    partial.replace(dest)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Do the whole benchmark and return its figures."""
     from truagents_import import keys
 
-    data, generated_in = _data_file(args.rows, args.seed)
+    data, generated_in = _data_file(args.rows, args.seed, args.huge_rows, args.huge_mb)
     load_before = os.getloadavg()[0]
     size = data.stat().st_size
     kind = args.server
@@ -560,6 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help=f"rows in the file (default {DEFAULT_ROWS:,})")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument("--huge-rows", type=int, default=0, help="add this many rows with one huge field each")
+    parser.add_argument("--huge-mb", type=int, default=140, help="size of each huge field in MB (default 140)")
     parser.add_argument("--server", choices=("auto", "openssh", "embedded"), default="auto")
     parser.add_argument("--sftp-repeats", type=int, default=3, help="OpenSSH sftp reference downloads (median)")
     parser.add_argument("--limit-mb", type=float, default=LIMIT_MB, help=f"peak RSS target (default {LIMIT_MB:g})")

@@ -115,3 +115,44 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+CONFIG = """
+[integration]
+host = "{host}"
+port = {port}
+username = "{user}"
+private_key = "{key}"
+host_key = "{fp}"
+
+[[sources]]
+name = "crm-drop"
+path = "{inbox}"
+pattern = "contacts_*.csv"
+default_region = "US"
+min_age = 0
+
+[sink]
+type = "sqlite"
+path = "out/contacts.db"
+
+[state]
+path = "state/state.db"
+"""
+
+
+def endpoint_config(endpoint: Endpoint, key_file: Path, write: Callable[[str], Path], **over: str) -> Path:
+    """A truagents-import.toml for one source on ``endpoint`` (``over`` replaces template values)."""
+    values = {"host": endpoint.host, "port": str(endpoint.port), "user": endpoint.username, "key": str(key_file),
+              "fp": endpoint.fingerprint, "inbox": endpoint.inbox_remote} | over
+    return write(CONFIG.format(**values))
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """Run the command line in-process: its exit status and stdout."""
+    from click.testing import CliRunner
+
+    from truagents_import.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout

@@ -17,9 +17,8 @@ from typing import Any
 
 import attrs
 import pytest
-from click.testing import CliRunner
 
-from conftest import Endpoint
+from conftest import Endpoint, endpoint_config, run_cli
 from truagents_import import keys
 from truagents_import.check import (
     HEAD_BYTES,
@@ -29,7 +28,6 @@ from truagents_import.check import (
     near_misses,
     run_check,
 )
-from truagents_import.cli import main
 from truagents_import.config import Config, parse_config
 from truagents_import.importer import Importer
 from truagents_import.server import SFTPServer
@@ -484,39 +482,8 @@ def test_unknown_source_fails_the_config_step(embedded: Endpoint, key_file: Path
     assert report.exit_status == 2 and report.source == "nope"
 
 
-CONFIG = """
-[integration]
-host = "{host}"
-port = {port}
-username = "{user}"
-private_key = "{key}"
-host_key = "{fp}"
-
-[[sources]]
-name = "crm-drop"
-path = "{inbox}"
-pattern = "contacts_*.csv"
-default_region = "US"
-min_age = 0
-
-[sink]
-type = "sqlite"
-path = "out/contacts.db"
-
-[state]
-path = "state/state.db"
-"""
-
-
-def _cli_config(endpoint: Endpoint, key_file: Path, write: Callable[[str], Path], **over: str) -> Path:
-    values = {"host": endpoint.host, "port": str(endpoint.port), "user": endpoint.username, "key": str(key_file),
-              "fp": endpoint.fingerprint, "inbox": endpoint.inbox_remote} | over
-    return write(CONFIG.format(**values))
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout
+_cli_config = endpoint_config
+cli = run_cli
 
 
 def test_cli_healthy_and_failing(embedded: Endpoint, key_file: Path, write_config: Callable[[str], Path]) -> None:

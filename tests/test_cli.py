@@ -10,44 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import Endpoint
-from truagents_import.cli import main
+from conftest import Endpoint, endpoint_config, run_cli
 
-CONFIG = """
-[integration]
-host = "{host}"
-port = {port}
-username = "{user}"
-private_key = "{key}"
-host_key = "{fp}"
-
-[[sources]]
-name = "crm-drop"
-path = "{inbox}"
-pattern = "contacts_*.csv"
-default_region = "US"
-min_age = 0
-
-[sink]
-type = "sqlite"
-path = "out/contacts.db"
-
-[state]
-path = "state/state.db"
-"""
-
-
-def _config(endpoint: Endpoint, key_file: Path, write: Callable[[str], Path], **over: str) -> Path:
-    values = {"host": endpoint.host, "port": str(endpoint.port), "user": endpoint.username, "key": str(key_file),
-              "fp": endpoint.fingerprint, "inbox": endpoint.inbox_remote} | over
-    return write(CONFIG.format(**values))
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout
+_config = endpoint_config
+run = run_cli
 
 
 def test_import_json_report_and_ls(endpoint: Endpoint, key_file: Path, write_config: Callable[[str], Path]) -> None:
