@@ -79,6 +79,27 @@ def _owner_alive(owner: str) -> bool | None:
     return True
 
 
+def record_values(
+    source: str, result: FileResult, mtime: datetime | None, header: list[str] | None
+) -> tuple[object, ...]:
+    """The columns every state database records for one file, in the order of its ``files`` table
+    (source, path, size, mtime, sha256, status, reason, rows, imported, rejected, duplicates, header)."""
+    return (
+        source,
+        result.path,
+        result.size,
+        None if mtime is None else mtime.isoformat(),
+        result.sha256,
+        result.status,
+        result.reason,
+        result.rows,
+        result.imported,
+        result.rejected,
+        result.duplicates,
+        None if header is None else json.dumps(header),
+    )
+
+
 @attrs.frozen
 class Claim:
     """The right to import one content of one source, held until released."""
@@ -217,22 +238,7 @@ class StateStore:
         self._db.execute(
             "INSERT INTO files (source, path, size, mtime, sha256, status, reason, rows, imported, rejected,"
             " duplicates, header, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                source,
-                result.path,
-                result.size,
-                None if mtime is None else mtime.isoformat(),
-                result.sha256,
-                result.status,
-                result.reason,
-                result.rows,
-                result.imported,
-                result.rejected,
-                result.duplicates,
-                None if header is None else json.dumps(header),
-                started_at.isoformat(),
-                datetime.now(UTC).isoformat(),
-            ),
+            (*record_values(source, result, mtime, header), started_at.isoformat(), datetime.now(UTC).isoformat()),
         )
 
     def history(self, source: str) -> list[dict[str, object]]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from truagents_import._postgres import PostgresError, connect, lock_key, mask_url, psycopg_module, scrub
 from truagents_import.errors import ConfigError
-from truagents_import.state import Claim
+from truagents_import.state import Claim, record_values
 
 if TYPE_CHECKING:
     import psycopg
@@ -259,22 +259,7 @@ class PostgresStateStore:
                 "INSERT INTO truagents_import_files (source, path, size, mtime, sha256, status, reason, rows, "
                 "imported, rejected, duplicates, header, started_at, finished_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    source,
-                    result.path,
-                    result.size,
-                    None if mtime is None else mtime.isoformat(),
-                    result.sha256,
-                    result.status,
-                    result.reason,
-                    result.rows,
-                    result.imported,
-                    result.rejected,
-                    result.duplicates,
-                    None if header is None else json.dumps(header),
-                    started_at,
-                    datetime.now(UTC),
-                ),
+                (*record_values(source, result, mtime, header), started_at, datetime.now(UTC)),
             )
 
     def history(self, source: str) -> list[dict[str, object]]:
