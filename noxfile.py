@@ -37,7 +37,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: peak memory and throughput of a large import (minutes, not for CI)."""
+    """Benchmarks: throughput (1M rows, as a ratio to the raw transfer) and peak memory of a large import.
+
+    Minutes, not for CI. Arguments go to throughput.py and memory.py: ``nox -s bench -- --rows 10000000``.
+    """
     session.install(".[postgres]")
+    session.run("python", "benchmarks/throughput.py", *session.posargs)
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/sinks.py")

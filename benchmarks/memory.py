@@ -418,10 +418,9 @@ def _with_huge_rows(src: Path, dest: Path, rows: int, count: int, mb: int) -> No
     partial = dest.with_name(f".{dest.name}.part")
     with src.open("rb") as inp, partial.open("wb") as out:
         out.write(inp.readline())  # the header
-        n = placed = 0
-        for row in inp:
+        placed = 0
+        for n, row in enumerate(inp, start=1):
             out.write(row)
-            n += 1
             if placed < count and n % every == 0:
                 multiline = placed % 2 == 0
                 out.write(f"HUGE-{placed},huge{placed}@example.com,,,,,,,,\"".encode())

@@ -19,17 +19,21 @@ from __future__ import annotations
 import csv
 import functools
 import random
+import sys
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import email_validator
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truagents_import import Contact, DataSource, Importer, MemorySink
+from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, contact, hookimpl
+from truagents_import import importer as importer_module
 from truagents_import.contact import FieldError, normalise_email, normalise_phone
 from truagents_import.report import FileResult
 
@@ -348,3 +352,391 @@ def test_phone_property(value: str, region: str | None) -> None:
             normalise_phone(cell, region)
     else:
         assert normalise_phone(cell, region) == want
+
+
+# --- the fast paths: both paths exercised, every answer the libraries' own ----------------------
+#
+# contact.normalise_email and normalise_phone answer plain cells themselves (an ASCII dot-atom at an
+# ASCII domain whose verdict is remembered; digits with spaces and "().-" and at most a leading
+# "+", read without phonenumbers' parser and checked on its metadata) and hand everything else to
+# the libraries. The tests below feed them the plain shapes in bulk, from every region, next to
+# near misses that must take the slow path, and count which path answered so that both are
+# known to have been exercised.
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _fast_email(cell: str) -> bool:
+    """Whether normalise_email answers this cell on its fast path."""
+    plain = contact._PLAIN_ADDRESS.fullmatch(cell.strip().lower())
+    return plain is not None and contact._plain_domain(plain.group(2)) is not None
+
+
+def _fast_phone(cell: str, region: str | None) -> bool:
+    """Whether normalise_phone answers this cell on its fast path."""
+    return contact._plain_phone(cell, region) is not None
+
+
+def _check_emails(cells: list[str]) -> tuple[int, int]:
+    """Every cell through normalise_email against email-validator; returns (fast, slow) counts."""
+    mismatches = []
+    fast = 0
+    for cell in cells:
+        want = expected_email(cell)
+        try:
+            got: str | None = normalise_email(cell.strip())
+        except FieldError:
+            got = None
+        if got != want:
+            mismatches.append((cell, got, want))
+        fast += _fast_email(cell)
+    assert mismatches[:20] == []
+    return fast, len(cells) - fast
+
+
+def _check_phones(cells: list[tuple[str, str | None]]) -> tuple[int, int]:
+    """Every (cell, region) through normalise_phone against phonenumbers; returns (fast, slow) counts."""
+    mismatches = []
+    fast = 0
+    for cell, region in cells:
+        want = expected_phone(cell, region)
+        try:
+            got: str | None = normalise_phone(cell.strip(), region)
+        except FieldError:
+            got = None
+        if got != want:
+            mismatches.append((cell, region, got, want))
+        fast += _fast_phone(cell.strip(), region)
+    assert mismatches[:20] == []
+    return fast, len(cells) - fast
+
+
+def _plain_punctuation(rnd: random.Random, digits: str) -> str:
+    """Digits grouped the ways people write them with spaces, dots, dashes and parentheses."""
+    style = rnd.randrange(6)
+    if style == 0:
+        return digits
+    cuts = sorted(rnd.sample(range(1, len(digits)), k=min(len(digits) - 1, rnd.randint(1, 4))))
+    groups = [digits[i:j] for i, j in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+    if style == 1:
+        return " ".join(groups)
+    if style == 2:
+        return "-".join(groups)
+    if style == 3:
+        return ".".join(groups)
+    if style == 4:
+        return f"({groups[0]}) " + "-".join(groups[1:])
+    return rnd.choice([" ", "  ", " - ", "", "."]).join(groups) + rnd.choice(["", " ", ")", "."])
+
+
+def _plain_phones(rnd: random.Random, count: int) -> list[tuple[str, str | None]]:
+    """Plain numbers of every region and type, with near misses, each with a default region to read it in."""
+    cells: list[tuple[str, str | None]] = []
+    for _ in range(count):
+        number = _example(rnd)
+        code = str(number.country_code)
+        nsn = str(number.national_number)
+        kind = rnd.random()
+        if kind < 0.45:  # +<country code> <number>
+            text = "+" + _plain_punctuation(rnd, code + nsn)
+            region = rnd.choice([None, None, "US", "GB", rnd.choice(_REGIONS)])
+        elif kind < 0.75:  # the national number, read in (mostly) its own region
+            own = phonenumbers.region_codes_for_country_code(number.country_code)
+            region = rnd.choice(own) if own and rnd.random() < 0.8 else rnd.choice(_REGIONS)
+            national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+            digits = "".join(c for c in national if c.isdigit()) or nsn
+            text = _plain_punctuation(rnd, digits) if rnd.random() < 0.7 else national
+        elif kind < 0.85:  # the country code written without "+": a national number that starts with it
+            text = _plain_punctuation(rnd, code + nsn)
+            region = rnd.choice(phonenumbers.region_codes_for_country_code(number.country_code) or ["US"])
+        elif kind < 0.90:  # a leading zero or an international prefix
+            text = _plain_punctuation(rnd, rnd.choice(["0", "00", "011", "0" + code, "00" + code]) + nsn)
+            region = rnd.choice(_REGIONS)
+        elif kind < 0.95:  # US shapes, some with invalid area codes or exchanges
+            text = _us_national(rnd)
+            region = "US"
+        else:  # near misses of the plain shape
+            text = rnd.choice(["+" + code + nsn + "x12", "++" + code + nsn, "+" + code + "/" + nsn, " +" + code + nsn])
+            region = rnd.choice([None, "US"])
+        cells.append((text, region))
+    return cells
+
+
+def test_plain_phones_from_every_region() -> None:
+    """Plain numbers of every region and type: the fast path answers most, phonenumbers the rest, identically."""
+    cells = _plain_phones(random.Random(f"{SEED}-plain-phones"), 30_000)
+    fast, slow = _check_phones(cells)
+    assert fast > 0.3 * len(cells)
+    assert slow > 0.2 * len(cells)
+
+
+def test_every_country_code_agrees_with_phonenumbers() -> None:
+    """The validity test of the fast path is phonenumbers' own: on every country code's example
+    numbers (the self-check each code runs) and on random numbers near them of every length."""
+    rnd = random.Random(f"{SEED}-codes")
+    by_code: dict[int, list[str]] = {}
+    for code, nsn in _examples():
+        by_code.setdefault(code, []).append(nsn)
+    mismatches = []
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        country = contact._country(code)
+        assert country.trusted, code
+        for _ in range(120):
+            head = rnd.choice(by_code.get(code, ["1"]))[: rnd.randint(1, 5)]
+            nsn = head + "".join(str(rnd.randrange(10)) for _ in range(rnd.randint(0, 12)))
+            if nsn[0] == "0" or not 2 <= len(nsn) <= 17:
+                continue
+            want = phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn)))
+            if country.valid(nsn) != want:
+                mismatches.append((code, nsn, want))
+    assert mismatches[:20] == []
+
+
+_ATEXT_CHARS = "abcxyz0189!#$%&'*+-/=?^_`{|}~"
+_PLAIN_DOMAINS = [
+    *_COMMON,
+    "xn--mnchen-3ya.de",  # IDNA: normalised to its Unicode form
+    "xn--bcher-kva.example",  # IDNA under a reserved name
+    "xn--zz.com",  # not valid IDNA
+    "xn--4dbc.1.com",  # right-to-left label next to a digit label
+    "localhost", "host.test", "box.local", "printer.invalid", "x.arpa", "example", "x.123", "x.c0m",
+    "-x.com", "x-.com", "x..com", ".x.com", "x.com.", "a.b-c.co", "1.2.3.4", "a" * 63 + ".com", "b" * 64 + ".com",
+    ".".join(["c" * 60] * 4) + ".com",  # 249 characters
+    ".".join(["d" * 61] * 4) + ".co",  # 250
+    ".".join(["e" * 62] * 4) + ".c",  # 252, not within a top-level domain
+    ".".join(["f" * 62] * 4) + ".io",  # 253, the longest a domain may be
+    ".".join(["g" * 62] * 4) + ".com",  # 254, too long
+    "xn--mnchen-3ya." + ".".join(["h" * 60] * 3) + ".com",  # long, and longer in UTF-8 once decoded
+]  # fmt: skip
+_MAILBOXES = ["Info", "POSTMASTER", "abuse", "Sales", "www"]  # compared case-insensitively by email-validator
+
+
+def _plain_address(rnd: random.Random) -> str:
+    kind = rnd.random()
+    if kind < 0.5:
+        separator = rnd.choice([".", "_", "", "+", "-"])
+        local = rnd.choice(_FIRST) + separator + rnd.choice(_LAST) + str(rnd.randrange(10**6))
+        local = "".join(c for c in local if c.isascii()) or "x"
+    elif kind < 0.7:
+        local = ".".join(
+            "".join(rnd.choice(_ATEXT_CHARS) for _ in range(rnd.randint(1, 8))) for _ in range(rnd.randint(1, 3))
+        )
+    elif kind < 0.8:
+        local = rnd.choice(_MAILBOXES)
+    elif kind < 0.9:
+        local = "l" * rnd.choice([1, 63, 64, 65, 66, 100, 180, 190, 200, 250])
+    else:  # near misses: dots out of place, quotes, non-ASCII, brackets
+        local = rnd.choice([".a", "a.", "a..b", '"a"', "é", "a b", "a(b)", "[a]", "a\\b", "a,b"])
+    domain = rnd.choice(_PLAIN_DOMAINS)
+    address = f"{local}@{domain}"
+    if rnd.random() < 0.2:
+        address = address.upper() if rnd.random() < 0.5 else address.title()
+    if rnd.random() < 0.05:
+        address = f" {address}\t"
+    return address
+
+
+def test_plain_addresses() -> None:
+    """Plain ASCII addresses, including every length limit and domains email-validator refuses or
+    rewrites: the fast path answers most, email-validator the rest, identically."""
+    cells = [_plain_address(random.Random(f"{SEED}-{n}")) for n in range(20_000)]
+    fast, slow = _check_emails(cells)
+    assert fast > 0.3 * len(cells)
+    assert slow > 0.2 * len(cells)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(list("0123456789 ().-")), min_size=3, max_size=24),
+    st.booleans(),
+    st.sampled_from([None, "US", "CA", "GB", "DE", "FR", "IN", "BR", "AU", "JP", "IT", "AR", "MX", "001", "us"]),
+)
+def test_plain_phone_property(digits: str, plus: bool, region: str | None) -> None:
+    """Random cells of the fast path's alphabet: whatever path answers, it is phonenumbers' answer."""
+    cell = ("+" + digits if plus else digits).strip()
+    if not cell:
+        return
+    want = expected_phone(cell, region)
+    if want is None:
+        with pytest.raises(FieldError):
+            normalise_phone(cell, region)
+    else:
+        assert normalise_phone(cell, region) == want
+
+
+def test_the_benchmark_file(tmp_path: Path) -> None:
+    """The benchmark generator's file (benchmarks/generate.py): every email and phone verdict of the
+    import is the libraries' own, and the fast paths answered nearly all of them."""
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        from generate import generate as generate_benchmark  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    rows = 20_000
+    inbox = tmp_path / "inbox"
+    generate_benchmark(inbox / "contacts.csv", rows, seed=7)
+    with (inbox / "contacts.csv").open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        data = list(reader)
+    email_at, phone_at = header.index("Email"), header.index("Phone")
+    result, contacts = run(inbox, "US", "drop_field")
+    assert result.rows == rows == result.imported + result.duplicates
+    mismatches = []
+    for n, row in enumerate(data, start=1):
+        got = contacts.get(n)
+        if got is None:  # an earlier row of a duplicated customer ID: the later one won
+            continue
+        want = (expected_email(row[email_at]), expected_phone(row[phone_at], "US"))
+        if (got.email, got.phone) != want:
+            mismatches.append((n, row[email_at], row[phone_at], got.email, got.phone, want))
+    assert mismatches[:20] == []
+    emails = [row[email_at] for row in data if row[email_at].strip()]
+    phones = [row[phone_at] for row in data if row[phone_at].strip()]
+    assert sum(map(_fast_email, emails)) > 0.95 * len(emails)
+    assert sum(_fast_phone(p.strip(), "US") for p in phones) > 0.95 * len(phones)
+
+
+# --- the worker process: the same import whichever process built the rows ----------------------
+#
+# Large files are built with the help of a worker process (a second CPU): rows go to it in chunks
+# and come back in order. Nothing about the outcome may depend on that: the same contacts, counts,
+# problems (in the same order), warnings and rejects file, with plugins rejecting rows, with a
+# file that turns out malformed part-way, with rows too large to read, with a plugin that fails,
+# and with a worker that dies. Each case runs the import twice, row by row and with the worker
+# (which ordinary tests never start: their files are small), and compares everything.
+
+
+class _RejectEvery:
+    """A validate_contacts plugin that rejects every ``n``-th contact it sees, by its row number."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    @hookimpl
+    def validate_contacts(self, contacts: list[Contact], source: DataSource) -> Iterator[tuple[int, Problem]]:
+        for index, c in enumerate(contacts):
+            if c.source_row is not None and c.source_row % self.n == 0:
+                yield index, Problem(code="every_nth", message=f"row {c.source_row} is a multiple of {self.n}")
+
+
+class _FailOnBatch:
+    """A validate_contacts plugin that raises on its ``n``-th batch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.batches = 0
+
+    @hookimpl
+    def validate_contacts(self, contacts: list[Contact], source: DataSource) -> None:
+        self.batches += 1
+        if self.batches == self.n:
+            raise RuntimeError("plugin broke")
+
+
+def _import_twice(
+    folder: Path,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_plugins: Any = list,
+    *,
+    worker_answers: bool = True,
+    **options: Any,
+) -> tuple[FileResult, list[Contact], str | None]:
+    """Import ``folder``'s one file row by row and with the worker; assert the outcomes are equal; return one."""
+    received = 0
+    receive = importer_module._Worker.receive
+
+    def counting_receive(self: Any) -> Any:
+        nonlocal received
+        answer = receive(self)
+        received += 1
+        return answer
+
+    monkeypatch.setattr(importer_module._Worker, "receive", counting_receive)
+    start = importer_module._Worker.__init__
+
+    def started(self: Any) -> None:
+        start(self)
+        self.usable(wait=30)  # these files are small: let the worker start before the first chunk
+
+    monkeypatch.setattr(importer_module._Worker, "__init__", started)
+    outcomes = []
+    for parallel in (False, True):
+        source = DataSource(name="diff", path=str(folder), min_age=0, encoding="utf-8", delimiter=",", **options)
+        sink = MemorySink()
+        rejects_dir = tmp / f"rejects-{parallel}"
+        plugins = make_plugins()
+        importer_options = {"plugins": plugins, "entry_points": False, "rejects_dir": rejects_dir, "batch_size": 700}
+        with Importer(source, sink, **importer_options) as imp:
+            if parallel:
+                imp._parallel_min_bytes = 0
+            report = imp.run()
+        [result] = report.files
+        rejects = Path(result.rejects_file).read_text(encoding="utf-8") if result.rejects_file else None
+        outcomes.append((attrs.evolve(result, rejects_file=None), sink.contacts, rejects, sink.commits))
+    assert outcomes[0] == outcomes[1]
+    assert (received > 0) == worker_answers  # the second import really was built by the worker (or not)
+    return outcomes[1][0], outcomes[1][1], outcomes[1][2]
+
+
+@pytest.mark.parametrize("on_invalid", ["drop_field", "reject"])
+def test_the_worker_imports_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_invalid: str) -> None:
+    rows = 12_345
+    data = make_file(tmp_path / "inbox", "US", rows)
+    result, contacts, rejects = _import_twice(
+        tmp_path / "inbox",
+        tmp_path,
+        monkeypatch,
+        lambda: [_RejectEvery(97)],
+        default_region="US",
+        on_invalid=on_invalid,
+    )
+    assert result.status == "imported" and result.rows == rows
+    assert result.rejected >= rows // 97 and rejects is not None
+    if on_invalid == "drop_field":
+        by_row = {c.source_row: c for c in contacts if c.source_row is not None}
+        kept = [row for n, row in enumerate(data, start=1) if n in by_row]
+        check_verdicts(kept, "US", {i: by_row[n] for i, n in enumerate(sorted(by_row), start=1)})
+        assert any("invalid values dropped" in w for w in result.warnings)
+
+
+def test_the_worker_and_a_file_malformed_part_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows read before the file turns out malformed are accounted for the same way."""
+    inbox = tmp_path / "inbox"
+    data = make_file(inbox, "US", 4_321)
+    with (inbox / "contacts.csv").open("a", encoding="utf-8", newline="") as f:
+        f.write('r-last,"never closed,+1 212 555 0123\n' + "more,rows,after\n" * 3)
+    result, contacts, _ = _import_twice(inbox, tmp_path, monkeypatch, default_region="US")
+    assert result.status == "rejected" and result.rows >= len(data) and contacts == []
+    assert result.problems[0].code == "malformed_csv"
+
+
+def test_the_worker_and_fields_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [(f"r{n}", f"u{n}@example.com", "x" * 300 if n % 501 == 0 else "+1 212 555 0123") for n in range(1, 3_001)]
+    write_file(tmp_path / "inbox" / "contacts.csv", rows)
+    result, _, rejects = _import_twice(
+        tmp_path / "inbox", tmp_path, monkeypatch, default_region="US", max_field_size=200
+    )
+    assert result.status == "imported" and result.rows == 3_000 and result.rejected == 5
+    assert [p.code for p in result.problems] == ["field_too_large"] * 5 and rejects is not None
+
+
+def test_the_worker_and_a_failing_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin failing on its third batch stops the count at the same row, and the run still ends."""
+    make_file(tmp_path / "inbox", "US", 9_000)
+    result, contacts, _ = _import_twice(
+        tmp_path / "inbox", tmp_path, monkeypatch, lambda: [_FailOnBatch(3)], default_region="US"
+    )
+    assert result.status == "failed" and "plugin broke" in (result.reason or "")
+    assert result.rows < 9_000 and contacts == []
+
+
+def test_a_worker_that_dies_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the worker process cannot run, the importer builds every row itself."""
+    monkeypatch.setattr(importer_module, "_WORKER_CODE", "import sys; sys.exit(3)")
+    make_file(tmp_path / "inbox", "GB", 5_000)
+    result, contacts, _ = _import_twice(
+        tmp_path / "inbox", tmp_path, monkeypatch, worker_answers=False, default_region="GB"
+    )
+    assert result.status == "imported" and len(contacts) == 5_000 - result.rejected
