@@ -255,3 +255,30 @@ def test_preview_library_and_cli(endpoint: Endpoint, key_file: Path, tmp_path: P
     assert data["problem_codes"] == {"invalid_email": 1} and data["delimiter"] == ";"
     human = CliRunner().invoke(main, ["preview", "p.csv", "--config", str(config)])
     assert "E-mail" in human.stdout and "-> email" in human.stdout
+
+
+def test_records_of_overlong_lines_are_one_rejected_row(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    with path.open("w") as f:
+        f.write("email,note\na@example.com,ok\n")
+        f.write('b@example.com,"' + ("y" * 3000 + "\n") * 5 + '"\n')  # every line of the field too long
+        f.write('c@example.com,"short\n' + "z" * 3000 + '\nend"\n')  # only a middle line too long
+        f.write("d@example.com," + "x" * 5000 + "\n")
+        f.write("e@example.com,end\n")
+    with open_rows(path, max_field_size=1000) as (_, it):
+        rows = list(it)
+    assert rows == [["a@example.com", "ok"], None, None, None, ["e@example.com", "end"]]
+
+
+def test_rejects_file_keeps_columns_aligned_for_ragged_rows(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "r.csv").write_text("email,note\nshort@example.com\nlong@example.com,a,b,c\n")
+    rejects = tmp_path / "rejects"
+    with Importer(DataSource(name="s", path=str(inbox), min_age=0), MemorySink(), rejects_dir=rejects) as importer:
+        [f] = importer.run().files
+    assert f.rejects_file is not None
+    with open(f.rejects_file, encoding="utf-8") as out:
+        rows = list(csv.reader(out))
+    assert rows[1][:4] == ["short@example.com", "", "1", "ragged_row"]
+    assert rows[2] == ["long@example.com", "a", "2", "ragged_row", "", "4 fields where the header has 2", "b", "c"]

@@ -577,18 +577,17 @@ class _Rejects:
         self._file = path.open("w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._file)
         self._writer.writerow([_neutralise(h) for h in header] + ["_row", "_code", "_column", "_message"])
+        self._width = len(header)
         self.count = 0
 
     def add(self, row: list[str], problem: Problem) -> None:
-        self._writer.writerow(
-            [_neutralise(v) for v in row]
-            + [
-                str(problem.row or ""),
-                problem.code,
-                _neutralise(problem.column or ""),
-                _neutralise(problem.message),
-            ]
-        )
+        # The four columns stay where the header puts them: a short row is padded, and the extra
+        # cells of a long (ragged) row follow them, so nothing the file carried is lost.
+        cells = [_neutralise(v) for v in row]
+        head, extra = cells[: self._width], cells[self._width :]
+        head += [""] * (self._width - len(head))
+        meta = [str(problem.row or ""), problem.code, _neutralise(problem.column or ""), _neutralise(problem.message)]
+        self._writer.writerow(head + meta + extra)
         self.count += 1
 
     def close(self) -> None:

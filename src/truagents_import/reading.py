@@ -186,16 +186,19 @@ class _Lines:
                 self.eof = True
                 return
             self.lines_in_record += 1
-            if len(line) == cap and not line.endswith(("\n", "\r")):
-                quotes = line.count('"')
+            if len(line) == cap and not line.endswith(("\n", "\r")) and not self.skip_record:
+                # A line too long to hold: drop it, and the rest of its record (by quote
+                # parity), then end the record for csv so that the row is rejected as one.
+                inside_quotes = self.odd_quotes
+                odd = inside_quotes ^ bool(line.count('"') & 1)
                 while rest := readline(cap):
-                    quotes += rest.count('"')
-                    if rest.endswith(("\n", "\r")):
+                    if rest.count('"') & 1:
+                        odd = not odd
+                    if rest.endswith(("\n", "\r")) and not odd:
                         break
                 self.oversized = True
-                if quotes & 1:
-                    self.odd_quotes = not self.odd_quotes
-                line = "\n"
+                self.odd_quotes = False
+                line = '"\n' if inside_quotes else "\n"
             elif '"' in line and line.count('"') & 1:
                 self.odd_quotes = not self.odd_quotes
             if self.skip_record:
