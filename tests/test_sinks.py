@@ -16,11 +16,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from truagents_import import ConfigError, Contact, DataSource, Importer, ImportReport, MemorySink, StateStore
+from truagents_import._jsontext import dumps, dumps_attributes, dumps_tags
 from truagents_import.config import parse_config
 from truagents_import.hookspecs import Sink
 from truagents_import.plugins import Plugins
@@ -338,6 +342,20 @@ def test_sqlite_sink_contents(tmp_path: Path, merge: str) -> None:
 def test_merge_helpers() -> None:
     assert union_tags(["a", "b"], ["c", "a"]) == ["a", "b", "c"]
     assert merge_attributes({"a": "1", "b": "2"}, {"a": "", "b": "3", "c": ""}) == {"a": "1", "b": "3", "c": ""}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tags=st.lists(st.text(), max_size=4),
+    attributes=st.dictionaries(st.text(), st.text(), max_size=4),
+)
+def test_json_text_is_exactly_json_dumps(tags: list[str], attributes: dict[str, str]) -> None:
+    """The sinks' JSON text (one encoder built once) is byte for byte what json.dumps writes."""
+    for value in (tags, tuple(tags), attributes, [attributes, tags]):
+        assert dumps(value) == json.dumps(value, ensure_ascii=False)
+    assert dumps_tags(tuple(tags)) == dumps_tags(iter(tags)) == json.dumps(tags, ensure_ascii=False)
+    proxy = MappingProxyType(attributes)
+    assert dumps_attributes(proxy) == dumps_attributes(attributes) == json.dumps(attributes, ensure_ascii=False)
 
 
 def test_sink_options_from_config(tmp_path: Path) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Callable, Sequence
 
 import attrs
 
+from truagents_import._jsontext import dumps_attributes
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
@@ -39,7 +39,7 @@ def _cells(c: Contact) -> list[str]:
         c.timezone or "",
         ";".join(c.tags),
         unsubscribed,
-        json.dumps(dict(c.attributes), ensure_ascii=False),
+        dumps_attributes(c.attributes),
         c.source or "",
         c.source_file or "",
         "" if c.source_row is None else str(c.source_row),

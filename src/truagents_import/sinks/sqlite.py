@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from truagents_import._jsontext import dumps_attributes, dumps_tags
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
@@ -67,11 +68,11 @@ _MERGE = """
 
 
 def _sql_union_tags(stored: str, new: str) -> str:
-    return json.dumps(union_tags(json.loads(stored), json.loads(new)), ensure_ascii=False)
+    return dumps_tags(union_tags(json.loads(stored), json.loads(new)))
 
 
 def _sql_merge_attributes(stored: str, new: str) -> str:
-    return json.dumps(merge_attributes(json.loads(stored), json.loads(new)), ensure_ascii=False)
+    return dumps_attributes(merge_attributes(json.loads(stored), json.loads(new)))
 
 
 class SQLiteSink:
@@ -108,6 +109,7 @@ class SQLiteSink:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_transaction = True
         now = datetime.now(UTC).isoformat()
+        tags, attributes = dumps_tags, dumps_attributes
         self._db.executemany(
             self._upsert,
             [
@@ -119,9 +121,9 @@ class SQLiteSink:
                     c.first_name,
                     c.last_name,
                     c.timezone,
-                    json.dumps(list(c.tags), ensure_ascii=False),
+                    tags(c.tags),
                     None if c.unsubscribed is None else int(c.unsubscribed),
-                    json.dumps(dict(c.attributes), ensure_ascii=False),
+                    attributes(c.attributes),
                     c.source,
                     c.source_file,
                     c.source_row,
