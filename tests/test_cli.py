@@ -189,3 +189,56 @@ def test_demo_refuses_a_folder_that_holds_a_demo(tmp_path: Path) -> None:
     status, out = run("demo", "--dir", str(tmp_path / "d"), "--json")
     assert status == 2
     assert "already holds a demo; pass another --dir" in json.loads(out)["error"]
+
+
+def _import_on_terminal(cfg: Path, *extra: str) -> tuple[int, bytes, str]:
+    """Run ``import`` with stdout on a pseudo-terminal (as a person at a shell would): status, stdout, stderr."""
+    import os
+    import pty
+
+    exe = Path(sys.executable).with_name("truagents-import")
+    leader, follower = pty.openpty()
+    try:
+        with subprocess.Popen([str(exe), "import", "--config", str(cfg), *extra], stdout=follower,
+                              stderr=subprocess.PIPE, cwd=cfg.parent) as proc:
+            os.close(follower)
+            out = b""
+            while True:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the command has exited
+                    break
+                if not data:
+                    break
+                out += data
+            assert proc.stderr is not None
+            err = proc.stderr.read().decode()
+            return proc.wait(timeout=120), out, err
+    finally:
+        os.close(leader)
+
+
+def test_progress_bar_only_on_a_terminal_without_json(
+    endpoint: Endpoint, key_file: Path, write_config: Callable[[str], Path]
+) -> None:
+    rows = "".join(f"u{i}@example.com,(212) 555-{i % 10000:04d}\n" for i in range(12_000))
+    endpoint.put("contacts_big.csv", "email,phone\n" + rows)
+    cfg = _config(endpoint, key_file, write_config)
+
+    status, out, err = _import_on_terminal(cfg, "--dry-run")
+    assert status == 0, err
+    # One self-rewriting line on stderr: bytes while downloading, then rows, then the total.
+    assert "contacts_big.csv: downloading" in err
+    assert "\rcontacts_big.csv: 12,000 rows done" in err
+    assert b"contacts_big.csv" in out and b"12000" in out.replace(b",", b"")  # the report itself
+
+    status, out, err = _import_on_terminal(cfg, "--dry-run", "--json")
+    assert status == 0, err
+    assert "rows" not in err and "downloading" not in err
+    assert json.loads(out.decode())["totals"]["rows"] == 12_000
+
+    exe = Path(sys.executable).with_name("truagents-import")
+    proc = subprocess.run([str(exe), "import", "--config", str(cfg), "--dry-run"], capture_output=True, text=True,
+                          timeout=120, cwd=cfg.parent, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "downloading" not in proc.stderr and "rows done" not in proc.stderr  # stdout is not a terminal
