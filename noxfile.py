@@ -41,7 +41,12 @@ def bench(session: nox.Session) -> None:
 
     Minutes, not for CI. Arguments go to throughput.py and memory.py: ``nox -s bench -- --rows 10000000``.
     """
-    session.install(".[postgres]")
+    session.install(".[postgres]", *TEST_DEPS)
     session.run("python", "benchmarks/throughput.py", *session.posargs)
+    # The differential test on the whole 1,000,000-row benchmark file: the fast paths change no verdict.
+    session.run(
+        "pytest", "-q", "tests/test_differential.py", "-k", "benchmark_file",
+        env={"TRUAGENTS_DIFFERENTIAL_ROWS": "1000000"},
+    )
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/sinks.py")

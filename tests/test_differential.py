@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import os
 import random
 import sys
 import unicodedata
@@ -572,7 +573,7 @@ def test_the_benchmark_file(tmp_path: Path) -> None:
         from generate import generate as generate_benchmark  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(BENCH_DIR))
-    rows = 20_000
+    rows = int(os.environ.get("TRUAGENTS_DIFFERENTIAL_ROWS", "20000"))
     inbox = tmp_path / "inbox"
     generate_benchmark(inbox / "contacts.csv", rows, seed=7)
     with (inbox / "contacts.csv").open(encoding="utf-8", newline="") as f:
