@@ -65,6 +65,19 @@ def test_after_import_delete_and_move(endpoint: Endpoint, key_file: Path) -> Non
     assert sorted(p.name for p in endpoint.inbox_local.iterdir()) == ["bad.csv", "done"]
 
 
+@pytest.mark.parametrize("after_import", ["delete", "move:done"])
+def test_read_and_preview_never_apply_after_import(endpoint: Endpoint, key_file: Path, after_import: str) -> None:
+    endpoint.put("a.csv", "email\na@example.com\n")
+    source = endpoint.source(key_file, after_import=after_import)
+    try:
+        assert [c.email for c in source.read("a.csv")] == ["a@example.com"]
+        assert source.preview("a.csv").valid == 1
+    finally:
+        assert source.integration is not None
+        source.integration.close()
+    assert [p.name for p in endpoint.inbox_local.iterdir()] == ["a.csv"]
+
+
 def test_connection_drop_is_retried_once(sftp_server: SFTPServer, key_file: Path) -> None:
     import getpass
 
