@@ -433,6 +433,15 @@ def test_unknown_sink_type(embedded: Endpoint, key_file: Path, tmp_path: Path) -
     assert "'nosuchsink' is unknown" in detail
 
 
+def test_merge_option_on_a_sink_that_does_not_upsert(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
+    embedded.put("contacts_1.csv", GOOD)
+    config = make_config(embedded, key_file, tmp_path, sink={"type": "jsonl", "path": "out/c.jsonl"}, merge="replace")
+    detail = assert_fails_at(run_check(config), "sink", "remove merge from the source")
+    assert "merge = 'replace'" in detail and "'jsonl' sink does not upsert" in detail
+    config = make_config(embedded, key_file, tmp_path, merge="replace")  # the sqlite sink upserts
+    assert run_check(config).ok
+
+
 def test_state_database_that_cannot_be_created(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
     embedded.put("contacts_1.csv", GOOD)
     (tmp_path / "blocker").write_text("x")

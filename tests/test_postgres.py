@@ -102,6 +102,21 @@ def pg_rows(url: str, table: str = "contacts") -> dict[str, dict[str, Any]]:
 # -- the sink: exact contents --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("sink_policy", "source_policy"), [("merge", "replace"), ("replace", "merge")])
+def test_postgres_sink_takes_a_sources_merge_option(
+    tmp_path: Path, pg_url: str, sink_policy: str, source_policy: str
+) -> None:
+    check = table_checker(lambda: pg_rows(pg_url), source_policy, {})
+    sinks: list[PostgresSink] = []
+
+    def make() -> PostgresSink:
+        sinks.append(PostgresSink(pg_url, merge=sink_policy))  # type: ignore[arg-type]
+        return sinks[-1]
+
+    run_scenario(tmp_path, make, check, merge=source_policy)  # type: ignore[arg-type]
+    assert all(sink.merge == sink_policy for sink in sinks)
+
+
 @pytest.mark.parametrize("merge", ["merge", "replace"])
 def test_postgres_sink_contents(tmp_path: Path, pg_url: str, merge: str) -> None:
     snapshots: dict[str, dict[str, dict[str, Any]]] = {}

@@ -89,10 +89,10 @@ FIRST_BY_ID = {c["external_id"]: c for c in FIRST_CONTACTS}
 FILE_NAME = "contacts.csv"
 
 
-def local_source(inbox: Path) -> DataSource:
+def local_source(inbox: Path, **options: Any) -> DataSource:
     """A data source on a local folder, as the scenario uses it."""
     inbox.mkdir(exist_ok=True)
-    return DataSource(name="crm", path=str(inbox), min_age=0, default_region="US")  # type: ignore[arg-type]
+    return DataSource(name="crm", path=str(inbox), min_age=0, default_region="US", **options)
 
 
 def put(inbox: Path, text: str, mtime: int) -> None:
@@ -103,7 +103,11 @@ def put(inbox: Path, text: str, mtime: int) -> None:
 
 
 def run_scenario(
-    tmp_path: Path, make_sink: Callable[[], Sink], check: Callable[[str], None], state: Callable[[], Any] | None = None
+    tmp_path: Path,
+    make_sink: Callable[[], Sink],
+    check: Callable[[str], None],
+    state: Callable[[], Any] | None = None,
+    **source_options: Any,
 ) -> list[ImportReport]:
     """Import FIRST, import it again, then import UPDATE under the same name; ``check(step)`` after each.
 
@@ -111,7 +115,7 @@ def run_scenario(
     as a scheduled job would be.
     """
     inbox = tmp_path / "inbox"
-    source = local_source(inbox)
+    source = local_source(inbox, **source_options)
     state_path = tmp_path / "state.db"
     reports = []
     for step, text, mtime in (("import", FIRST, 1_700_000_000), ("reimport", FIRST, 1_700_000_000),
@@ -337,6 +341,38 @@ def test_sqlite_sink_contents(tmp_path: Path, merge: str) -> None:
     db = tmp_path / "contacts.db"
     check = table_checker(lambda: sqlite_rows(db), merge, {})
     run_scenario(tmp_path, lambda: SQLiteSink(db, merge=merge), check)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("sink_policy", "source_policy"), [("merge", "replace"), ("replace", "merge")])
+def test_a_sources_merge_option_wins_over_the_sinks(tmp_path: Path, sink_policy: str, source_policy: str) -> None:
+    db = tmp_path / "contacts.db"
+    check = table_checker(lambda: sqlite_rows(db), source_policy, {})
+    sinks: list[SQLiteSink] = []
+
+    def make() -> SQLiteSink:
+        sinks.append(SQLiteSink(db, merge=sink_policy))  # type: ignore[arg-type]
+        return sinks[-1]
+
+    run_scenario(tmp_path, make, check, merge=source_policy)  # type: ignore[arg-type]
+    assert all(sink.merge == sink_policy for sink in sinks)  # the sink's own policy again after each file
+
+
+def test_a_merge_option_needs_an_upserting_sink(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    source = local_source(inbox, merge="replace")
+    put(inbox, FIRST, 1_700_000_000)
+    with Importer(source, JSONLSink(tmp_path / "out.jsonl"), entry_points=False) as importer:
+        with pytest.raises(ConfigError, match=r"sets merge = 'replace', but its sink \(JSONLSink\) does not upsert"):
+            importer.run()
+        assert importer.run(dry_run=True).files[0].imported == 3  # a dry run writes nothing: no policy needed
+    assert not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").read_text() == ""
+    assert [c.external_id for c in source.read(FILE_NAME)] == ["1", "2", "3"]
+    with pytest.raises(ValueError, match="merge must be 'merge' or 'replace'"):
+        local_source(inbox, merge="upsert")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.merge: merge must be 'merge' or 'replace'"):
+        parse_config({"sources": [{"name": "a", "path": "/in", "merge": "upsert"}]}, tmp_path)
+    config = parse_config({"sources": [{"name": "a", "path": "/in", "merge": "replace"}]}, tmp_path)
+    assert config.sources[0].merge == "replace"
 
 
 def test_merge_helpers() -> None:

@@ -1262,10 +1262,16 @@ class _Ladder:
         except Exception as exc:
             reason = hide(f"{type(exc).__name__}: {exc}")
             return _step("sink", "fail", f"the {kind!r} sink cannot be opened: {reason}", advice)
+        upserts = hasattr(sink, "merge")
         try:
             sink.close()
         except Exception as exc:
             return _step("sink", "fail", hide(f"the {kind!r} sink opened but failed to close: {exc}"), advice)
+        policy = getattr(self.source, "merge", None)
+        if policy is not None and not upserts:
+            detail = f"the source sets merge = {policy!r}, but the {kind!r} sink does not upsert (no merge policy)"
+            fix = "remove merge from the source, or use an upserting sink (sqlite, postgres); imports stop with exit 2"
+            return _step("sink", "fail", detail, fix)
         where = next((_redact(sink_config.options[k]) for k in ("path", "url") if k in sink_config.options), None)
         return _step("sink", "pass", f"the {kind!r} sink opens and closes" + (f" ({where})" if where else ""))
 

@@ -57,7 +57,7 @@ from truagents_import.contact import (
     prepare_phone_parsing,
     split_full_name,
 )
-from truagents_import.errors import ConnectError, PluginError
+from truagents_import.errors import ConfigError, ConnectError, PluginError
 from truagents_import.hookspecs import Sink
 from truagents_import.mapping import FULL_NAME, ColumnMapping, describe_missing_identity, resolve_mapping
 from truagents_import.plugins import Plugins
@@ -689,6 +689,8 @@ class Importer:
         ``progress`` is called with a :class:`Progress` as each file downloads and its rows are read.
         """
         self._progress = progress
+        if not dry_run:
+            self._check_merge_policy()
         report = ImportReport(source=self.source.name, dry_run=dry_run, started_at=datetime.now(UTC))
         listing = self.source.list_files(self.state)
         late = self.source.overdue(listing, report.started_at)
@@ -1069,7 +1071,30 @@ class Importer:
         if dropped:
             result.warnings.append(f"{dropped} invalid values dropped (on_invalid = drop_field)")
 
+    def _check_merge_policy(self) -> None:
+        """A source's ``merge`` option needs a sink with a merge policy (an upserting one)."""
+        if self.source.merge is not None and not hasattr(self.sink, "merge"):
+            msg = (
+                f"source {self.source.name!r} sets merge = {self.source.merge!r}, but its sink "
+                f"({type(self.sink).__name__}) does not upsert and has no merge policy: remove merge from the "
+                "source, or use an upserting sink (sqlite, postgres)"
+            )
+            raise ConfigError(msg)
+
     def _deliver(self, staging: _Staging, file: str) -> None:
+        policy = self.source.merge
+        if policy is None:
+            self._write_and_commit(staging, file)
+            return
+        # The source's policy for this file's contacts; the sink's own again afterwards.
+        sink: Any = self.sink
+        before, sink.merge = sink.merge, policy
+        try:
+            self._write_and_commit(staging, file)
+        finally:
+            sink.merge = before
+
+    def _write_and_commit(self, staging: _Staging, file: str) -> None:
         method = "write"
         try:
             for contacts in staging.contacts(self.batch_size):

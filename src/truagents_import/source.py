@@ -90,6 +90,12 @@ def _validate_on_drift(_: object, attribute: attrs.Attribute[str], value: str) -
         raise ValueError(msg)
 
 
+def _validate_merge(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and value not in ("merge", "replace"):
+        msg = f"merge must be 'merge' or 'replace' (or left out: the sink's own policy), got {value!r}"
+        raise ValueError(msg)
+
+
 def _validate_expect_every(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None:
         parse_duration(value)
@@ -142,6 +148,9 @@ class DataSource:
     on_invalid: str = attrs.field(default="reject", validator=_validate_on_invalid)
     #: What a header that differs from the last imported file's does: ``warn`` or ``reject``.
     on_drift: str = attrs.field(default="warn", validator=_validate_on_drift)
+    #: How this source's contacts update ones already in an upserting sink (``sqlite``, ``postgres``):
+    #: ``"merge"`` or ``"replace"``; ``None`` leaves it to the sink's own ``merge`` option.
+    merge: str | None = attrs.field(default=None, validator=_validate_merge)
     encoding: str | None = attrs.field(default=None, validator=_validate_encoding)
     delimiter: str | None = attrs.field(default=None, validator=_validate_delimiter)
     max_field_size: int = 1 << 20
@@ -302,7 +311,7 @@ class DataSource:
         from truagents_import.sinks.memory import MemorySink
 
         sink = MemorySink()
-        untouched = attrs.evolve(self, after_import="leave")
+        untouched = attrs.evolve(self, after_import="leave", merge=None)
         importer = Importer(untouched, sink, plugins=plugins)
         try:
             importer.run(files=[file], force=True)

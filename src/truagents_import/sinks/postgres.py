@@ -17,7 +17,7 @@ from truagents_import._postgres import PostgresError, connect, lock_key, mask_ur
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
-from truagents_import.sinks._merge import MergePolicy, check_merge_policy
+from truagents_import.sinks._merge import MERGE_POLICIES, MergePolicy, check_merge_policy
 
 if TYPE_CHECKING:
     import psycopg
@@ -143,13 +143,15 @@ class PostgresSink:
             raise ConfigError(msg)
         self._url = url
         self.table = table
-        self.merge = check_merge_policy(merge, "postgres")
+        self.merge = merge
         self.connect_timeout = connect_timeout
         pg_sql = self._psycopg.sql
         ident = pg_sql.Identifier(*table.split("."))
         self._schema_sql: sql.Composed = pg_sql.SQL(_SCHEMA).format(table=ident)
-        sets = (_MERGE if self.merge == "merge" else _REPLACE) + _PROVENANCE
-        self._upsert_sql: sql.Composed = pg_sql.SQL(_UPSERT + sets).format(table=ident)
+        self._upsert_sqls: dict[str, sql.Composed] = {
+            p: pg_sql.SQL(_UPSERT + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE).format(table=ident)
+            for p in MERGE_POLICIES
+        }
         self._copy_sql = f"COPY pg_temp.{_STAGING} (seq, {_NAMES}) FROM STDIN (FORMAT BINARY)"
         self._copy_types = ["int8", *(kind for _, kind in _COLUMNS)]
         self._conn: psycopg.Connection[Any] | None = None
@@ -161,6 +163,15 @@ class PostgresSink:
     def url(self) -> str:
         """The connection URL with its password masked."""
         return mask_url(self._url)
+
+    @property
+    def merge(self) -> MergePolicy:
+        """The merge policy of the next commit; a source's ``merge`` option sets it for its files."""
+        return self._merge
+
+    @merge.setter
+    def merge(self, value: MergePolicy) -> None:
+        self._merge = check_merge_policy(value, "postgres")
 
     def __repr__(self) -> str:
         return f"PostgresSink({self.url!r}, table={self.table!r}, merge={self.merge!r})"
@@ -251,7 +262,7 @@ class PostgresSink:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                cur.execute(self._upsert_sql)
+                cur.execute(self._upsert_sqls[self._merge])
             conn.commit()
         except self._psycopg.Error as exc:
             raise self._failed("upsert", exc) from None

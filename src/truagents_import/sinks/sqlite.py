@@ -12,7 +12,7 @@ from truagents_import._jsontext import dumps_attributes, dumps_tags
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
-from truagents_import.sinks._merge import MergePolicy, check_merge_policy, merge_attributes, union_tags
+from truagents_import.sinks._merge import MERGE_POLICIES, MergePolicy, check_merge_policy, merge_attributes, union_tags
 
 __all__ = ["SQLiteSink"]
 
@@ -85,8 +85,8 @@ class SQLiteSink:
 
     def __init__(self, path: Path | str = "contacts.db", merge: MergePolicy = "merge") -> None:
         self.path = Path(path)
-        self.merge = check_merge_policy(merge, "sqlite")
-        self._upsert = _INSERT + (_MERGE if self.merge == "merge" else _REPLACE) + _PROVENANCE
+        self.merge = merge
+        self._upserts = {p: _INSERT + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE for p in MERGE_POLICIES}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -100,6 +100,15 @@ class SQLiteSink:
             raise ConfigError(msg) from None
         self._in_transaction = False
 
+    @property
+    def merge(self) -> MergePolicy:
+        """The merge policy of the next writes; a source's ``merge`` option sets it for its files."""
+        return self._merge
+
+    @merge.setter
+    def merge(self, value: MergePolicy) -> None:
+        self._merge = check_merge_policy(value, "sqlite")
+
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r}, merge={self.merge!r})"
 
@@ -111,7 +120,7 @@ class SQLiteSink:
         now = datetime.now(UTC).isoformat()
         tags, attributes = dumps_tags, dumps_attributes
         self._db.executemany(
-            self._upsert,
+            self._upserts[self._merge],
             [
                 (
                     c.identity,
