@@ -327,6 +327,31 @@ def test_two_importers_at_once_import_each_file_once(tmp_path: Path) -> None:
         assert conn.execute("select count(*) from contacts").fetchone() == (2400,)
 
 
+OPEN_AT_ONCE = """
+import sys, time
+from truagents_import import SQLiteSink, StateStore
+folder, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    pass
+SQLiteSink(folder + "/contacts.db").close()
+StateStore(folder + "/state.db").close()
+"""
+
+
+def test_processes_creating_one_sqlite_database_at_once(tmp_path: Path) -> None:
+    """Creating a database (WAL, schema) takes locks SQLite's busy timeout does not wait for: retried."""
+    for attempt in range(6):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        start = time.time() + 0.5
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(folder), str(start)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+        with sqlite3.connect(folder / "contacts.db") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     state = StateStore(tmp_path / "s.db")
     claim = state.claim("s", "abc", "/in/a.csv")

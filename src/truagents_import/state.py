@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -138,9 +139,7 @@ class StateStore:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            self._db = connect_shared(self.path, _SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             msg = f"state database {self.path} cannot be opened: {exc}"
             raise ConfigError(msg) from None

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from truagents_import._jsontext import dumps_attributes, dumps_tags
+from truagents_import._sqlite import connect_shared
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
@@ -89,10 +90,7 @@ class SQLiteSink:
         self._upserts = {p: _INSERT + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE for p in MERGE_POLICIES}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db = connect_shared(self.path, _SCHEMA, synchronous="NORMAL")
             self._db.create_function("truagents_union_tags", 2, _sql_union_tags, deterministic=True)
             self._db.create_function("truagents_merge_attributes", 2, _sql_merge_attributes, deterministic=True)
         except (OSError, sqlite3.Error) as exc:
