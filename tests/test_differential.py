@@ -681,6 +681,26 @@ def _import_twice(
     return outcomes[1][0], outcomes[1][1], outcomes[1][2]
 
 
+def test_parallel_false_starts_no_helper_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    start = importer_module._Worker.__init__
+
+    def recording(self: Any) -> None:
+        started.append(self)
+        start(self)
+
+    monkeypatch.setattr(importer_module._Worker, "__init__", recording)
+    make_file(tmp_path / "inbox", "US", 3000)
+    results = []
+    for parallel in (False, True):
+        source = DataSource(name="p", path=str(tmp_path / "inbox"), min_age=0, default_region="US")
+        with Importer(source, MemorySink(), entry_points=False, parallel=parallel) as imp:
+            imp._parallel_min_bytes = 0  # every file counts as large
+            results.append(imp.run().files[0])
+        assert len(started) == (0 if not parallel or importer_module._usable_cpus() < 2 else 1)
+    assert results[0] == results[1]
+
+
 @pytest.mark.parametrize("on_invalid", ["drop_field", "reject"])
 def test_the_worker_imports_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_invalid: str) -> None:
     rows = 12_345

@@ -612,6 +612,9 @@ class Importer:
     :param plugins: plugins to register besides the built-ins and installed entry points.
     :param rejects_dir: where to write a rejects CSV for each file with rejected rows.
     :param entry_points: load plugins installed under the ``truagents_import`` entry-point group.
+    :param parallel: build the rows of large files (16 MiB or more) with the help of one helper
+        process when two CPUs or more are usable; ``False`` does all the work in this process
+        (slower, with exactly the same outcome).
     """
 
     def __init__(
@@ -625,6 +628,7 @@ class Importer:
         batch_size: int = 5000,
         entry_points: bool = True,
         plugin_set: Plugins | None = None,
+        parallel: bool = True,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -632,6 +636,7 @@ class Importer:
         self.plugins = plugin_set or Plugins.build(plugins, entry_points=entry_points)
         self.rejects_dir = None if rejects_dir is None else Path(rejects_dir)
         self.batch_size = batch_size
+        self.parallel = parallel
         self._progress: ProgressCallback | None = None
         #: The worker process of the current run, if a file in it is large enough for one.
         self._worker: _Worker | None = None
@@ -719,7 +724,7 @@ class Importer:
                     report.files.append(FileResult(path, "incomplete", reason=found.note, size=found.size))
                 else:
                     todo.append(found)
-        if any(f.size >= self._parallel_min_bytes for f in todo) and _usable_cpus() >= 2:
+        if any(f.size >= self._parallel_min_bytes for f in todo):
             self._start_worker()  # now, so that it starts up while the first file downloads
         try:
             with tempfile.TemporaryDirectory(prefix="truagents-import-") as spool:
@@ -793,11 +798,15 @@ class Importer:
         return out
 
     def _start_worker(self) -> _Worker | None:
-        """The run's worker process, started (again, after a failure) when needed; None on one CPU."""
+        """The run's worker process, started (again, after a failure) when needed; None when there is none.
+
+        None on one CPU, with ``parallel=False``, and where ``sys.executable`` cannot start a Python
+        (an application frozen into one binary).
+        """
         if self._worker is not None and not self._worker.broken:
             return self._worker
         self._stop_worker()
-        if _usable_cpus() < 2:
+        if not self.parallel or _usable_cpus() < 2 or not sys.executable or getattr(sys, "frozen", False):
             return None
         try:
             self._worker = _Worker()
