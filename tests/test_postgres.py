@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from pg import PostgresServer, find_pg_bin, run_postgres
-from test_sinks import local_source, run_scenario, table_checker
+from test_sinks import check_source_merge_option, local_source, run_scenario, table_checker
 from truagents_import import ConfigError, Contact, Importer, StateStore
 from truagents_import._postgres import mask_url
 from truagents_import.config import parse_config
@@ -106,15 +106,8 @@ def pg_rows(url: str, table: str = "contacts") -> dict[str, dict[str, Any]]:
 def test_postgres_sink_takes_a_sources_merge_option(
     tmp_path: Path, pg_url: str, sink_policy: str, source_policy: str
 ) -> None:
-    check = table_checker(lambda: pg_rows(pg_url), source_policy, {})
-    sinks: list[PostgresSink] = []
-
-    def make() -> PostgresSink:
-        sinks.append(PostgresSink(pg_url, merge=sink_policy))  # type: ignore[arg-type]
-        return sinks[-1]
-
-    run_scenario(tmp_path, make, check, merge=source_policy)  # type: ignore[arg-type]
-    assert all(sink.merge == sink_policy for sink in sinks)
+    check_source_merge_option(tmp_path, lambda p: PostgresSink(pg_url, merge=p), lambda: pg_rows(pg_url),  # type: ignore[arg-type]
+                              sink_policy, source_policy)
 
 
 @pytest.mark.parametrize("merge", ["merge", "replace"])

@@ -343,18 +343,26 @@ def test_sqlite_sink_contents(tmp_path: Path, merge: str) -> None:
     run_scenario(tmp_path, lambda: SQLiteSink(db, merge=merge), check)  # type: ignore[arg-type]
 
 
+def check_source_merge_option(tmp_path: Path, make_sink: Callable[[str], Any],
+                              read: Callable[[], dict[str, dict[str, Any]]], sink_policy: str,
+                              source_policy: str) -> None:  # fmt: skip
+    """The scenario with a source whose ``merge`` differs from the sink's: the source's policy wins,
+    and each sink has its own policy again after the file."""
+    sinks: list[Any] = []
+
+    def make() -> Any:
+        sinks.append(make_sink(sink_policy))
+        return sinks[-1]
+
+    run_scenario(tmp_path, make, table_checker(read, source_policy, {}), merge=source_policy)
+    assert [sink.merge for sink in sinks] == [sink_policy] * 3
+
+
 @pytest.mark.parametrize(("sink_policy", "source_policy"), [("merge", "replace"), ("replace", "merge")])
 def test_a_sources_merge_option_wins_over_the_sinks(tmp_path: Path, sink_policy: str, source_policy: str) -> None:
     db = tmp_path / "contacts.db"
-    check = table_checker(lambda: sqlite_rows(db), source_policy, {})
-    sinks: list[SQLiteSink] = []
-
-    def make() -> SQLiteSink:
-        sinks.append(SQLiteSink(db, merge=sink_policy))  # type: ignore[arg-type]
-        return sinks[-1]
-
-    run_scenario(tmp_path, make, check, merge=source_policy)  # type: ignore[arg-type]
-    assert all(sink.merge == sink_policy for sink in sinks)  # the sink's own policy again after each file
+    check_source_merge_option(tmp_path, lambda p: SQLiteSink(db, merge=p), lambda: sqlite_rows(db),  # type: ignore[arg-type]
+                              sink_policy, source_policy)
 
 
 def test_a_merge_option_needs_an_upserting_sink(tmp_path: Path) -> None:

@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal, overload
 
 from truagents_import.errors import ConfigError
 
-__all__ = ["MERGE_POLICIES", "MergePolicy", "check_merge_policy", "merge_attributes", "union_tags"]
+__all__ = ["MERGE_POLICIES", "MergeOption", "MergePolicy", "check_merge_policy", "merge_attributes", "union_tags"]
 
 MergePolicy = Literal["merge", "replace"]
 #: The values of a sink's ``merge`` option.
@@ -34,6 +34,31 @@ def check_merge_policy(value: object, sink: str) -> MergePolicy:
             return policy
     msg = f"[sink] merge = {value!r} is not a merge policy of the {sink} sink; use 'merge' (the default) or 'replace'"
     raise ConfigError(msg)
+
+
+class MergeOption:
+    """A sink's ``merge`` attribute: settable (a source's ``merge`` option is set on it for its files),
+    checked on every assignment."""
+
+    def __init__(self, sink: str) -> None:
+        self._sink = sink
+        self._name = "_merge"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = f"_{name}"
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> MergeOption: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> MergePolicy: ...
+    def __get__(self, obj: object, owner: type | None = None) -> MergeOption | MergePolicy:
+        if obj is None:
+            return self
+        policy: MergePolicy = getattr(obj, self._name)
+        return policy
+
+    def __set__(self, obj: Any, value: MergePolicy) -> None:
+        setattr(obj, self._name, check_merge_policy(value, self._sink))
 
 
 def union_tags(stored: Iterable[str], new: Iterable[str]) -> list[str]:

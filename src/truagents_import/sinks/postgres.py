@@ -17,7 +17,7 @@ from truagents_import._postgres import PostgresError, connect, lock_key, mask_ur
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
-from truagents_import.sinks._merge import MERGE_POLICIES, MergePolicy, check_merge_policy
+from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy
 
 if TYPE_CHECKING:
     import psycopg
@@ -128,6 +128,8 @@ class PostgresSink:
     reconnects on the next file, once the failed one was rolled back.
     """
 
+    merge = MergeOption("postgres")
+
     def __init__(
         self,
         url: str,
@@ -163,15 +165,6 @@ class PostgresSink:
     def url(self) -> str:
         """The connection URL with its password masked."""
         return mask_url(self._url)
-
-    @property
-    def merge(self) -> MergePolicy:
-        """The merge policy of the next commit; a source's ``merge`` option sets it for its files."""
-        return self._merge
-
-    @merge.setter
-    def merge(self, value: MergePolicy) -> None:
-        self._merge = check_merge_policy(value, "postgres")
 
     def __repr__(self) -> str:
         return f"PostgresSink({self.url!r}, table={self.table!r}, merge={self.merge!r})"
@@ -262,7 +255,7 @@ class PostgresSink:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                cur.execute(self._upsert_sqls[self._merge])
+                cur.execute(self._upsert_sqls[self.merge])
             conn.commit()
         except self._psycopg.Error as exc:
             raise self._failed("upsert", exc) from None

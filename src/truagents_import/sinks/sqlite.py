@@ -13,7 +13,7 @@ from truagents_import._sqlite import connect_shared
 from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import SinkFactory, hookimpl
-from truagents_import.sinks._merge import MERGE_POLICIES, MergePolicy, check_merge_policy, merge_attributes, union_tags
+from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy, merge_attributes, union_tags
 
 __all__ = ["SQLiteSink"]
 
@@ -81,8 +81,11 @@ class SQLiteSink:
 
     ``tags`` and ``attributes`` are stored as JSON text; ``unsubscribed`` as 1, 0 or NULL.
     ``merge`` is the merge policy for a contact already stored (see
-    docs/sinks.md): ``"merge"`` (the default) or ``"replace"``.
+    docs/sinks.md): ``"merge"`` (the default) or ``"replace"``; a source's ``merge`` option sets it
+    for that source's files.
     """
+
+    merge = MergeOption("sqlite")
 
     def __init__(self, path: Path | str = "contacts.db", merge: MergePolicy = "merge") -> None:
         self.path = Path(path)
@@ -98,15 +101,6 @@ class SQLiteSink:
             raise ConfigError(msg) from None
         self._in_transaction = False
 
-    @property
-    def merge(self) -> MergePolicy:
-        """The merge policy of the next writes; a source's ``merge`` option sets it for its files."""
-        return self._merge
-
-    @merge.setter
-    def merge(self, value: MergePolicy) -> None:
-        self._merge = check_merge_policy(value, "sqlite")
-
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r}, merge={self.merge!r})"
 
@@ -118,7 +112,7 @@ class SQLiteSink:
         now = datetime.now(UTC).isoformat()
         tags, attributes = dumps_tags, dumps_attributes
         self._db.executemany(
-            self._upserts[self._merge],
+            self._upserts[self.merge],
             [
                 (
                     c.identity,
