@@ -20,7 +20,9 @@ What it does:
 5. with ``--profile``, runs the import once more in a child under cProfile (after the measured
    run, so the figures above are not inflated) and prints the top 15 entries by cumulative time.
 
-It prints a table (or JSON with ``--json``) and exits 1 when the child's peak RSS is above
+The importer's helper process (a second CPU, for large files) is a child of that child: its peak
+RSS (``VmHWM``, sampled every 50 ms) is added to the importer's, and the sum is what the limit
+applies to. It prints a table (or JSON with ``--json``) and exits 1 when that sum is above
 ``--limit-mb`` (150 MB, the target), 2 when the import did not succeed. Sizes are in MB of
 2**20 bytes. Traffic goes to 127.0.0.1 only; the only processes it stops are those it started.
 """
@@ -37,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -96,6 +99,46 @@ class _RSSSampler:
         self._sample()
 
 
+class DescendantPeaks:
+    """Every 50 ms, the peak RSS (``VmHWM``) of each process this one started (the importer's helper process)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.peaks_mb: dict[int, float] = {}
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="descendant-rss", daemon=True)
+
+    def _sample(self) -> None:
+        tasks = Path("/proc/self/task")
+        try:
+            children = {int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()}
+        except (OSError, ValueError):
+            return
+        for pid in children:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    mb = int(line.split()[1]) / 1024
+                    self.peaks_mb[pid] = max(self.peaks_mb.get(pid, 0.0), mb)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self._sample()
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> float:
+        """Stop; the largest peak of any one descendant, in MB (0 when there was none)."""
+        self._stopped.set()
+        self._thread.join()
+        return max(self.peaks_mb.values(), default=0.0)
+
+
 def _child(spec_path: Path) -> int:
     """Run one import as the spec says and write what happened next to the spec, as JSON."""
     t_start = time.perf_counter()
@@ -110,6 +153,8 @@ def _child(spec_path: Path) -> int:
     timings: dict[str, float] = {"download": 0.0, "sink_write": 0.0, "sink_commit": 0.0}
     sampler = _RSSSampler()
     sampler.start()
+    helper = DescendantPeaks()
+    helper.start()
 
     class TimedSource(DataSource):
         def download(self, file: RemoteFile | str, dest: Path, *args: Any, **kwargs: Any) -> str:
@@ -169,6 +214,7 @@ def _child(spec_path: Path) -> int:
         report = importer.run() if profiler is None else profiler.runcall(importer.run)
         run_seconds = time.perf_counter() - t_run
     sampler.stop()
+    helper_mb = helper.stop()
     files = [
         {
             "path": f.path,
@@ -191,6 +237,7 @@ def _child(spec_path: Path) -> int:
         "baseline_maxrss_kb": baseline_kb,
         "self_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "rss_by_phase_mb": sampler.peaks,
+        "helper_maxrss_mb": helper_mb,
     }
     if profiler is not None:
         import io
@@ -499,6 +546,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     first: dict[str, Any] = files[0] if files else {}
     run_seconds = float(child.result.get("run_seconds", float("nan")))
+    helper_peak = float(child.result.get("helper_maxrss_mb", 0.0))
     rows = int(first.get("rows", 0))
     sftp_median = statistics.median(sftp_times) if sftp_times else float("nan")
     timings: dict[str, float] = child.result.get("timings", {})
@@ -524,6 +572,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "child_system_seconds": child.system_seconds,
         "rows_per_second": rows / run_seconds if run_seconds > 0 else None,
         "peak_rss_mb": child.rusage_children_maxrss_mb,
+        "helper_peak_rss_mb": helper_peak,
+        "peak_rss_total_mb": child.rusage_children_maxrss_mb + helper_peak,
         "peak_rss_wait4_mb": child.wait4_maxrss_mb,
         "peak_rss_self_mb": child.result.get("self_maxrss_kb", 0) / 1024,
         "rss_after_imports_mb": child.result.get("baseline_maxrss_kb", 0) / 1024,
@@ -544,7 +594,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _table(r: dict[str, Any]) -> str:
-    verdict = "OK" if r["peak_rss_mb"] <= r["limit_mb"] else "OVER THE LIMIT"
+    verdict = "OK" if r["peak_rss_total_mb"] <= r["limit_mb"] else "OVER THE LIMIT"
     b = r["breakdown_seconds"]
     lines = [
         f"truagents_import memory benchmark: {r['server']} server on 127.0.0.1, SQLite sink",
@@ -559,8 +609,9 @@ def _table(r: dict[str, Any]) -> str:
         f"(child process {r['child_wall_seconds']:.2f} s; CPU user {r['child_user_seconds']:.1f} s"
         f" + sys {r['child_system_seconds']:.1f} s)",
         f"{'rows/s':<16}{r['rows_per_second']:,.0f}" if r["rows_per_second"] else f"{'rows/s':<16}-",
-        f"{'peak RSS':<16}{r['peak_rss_mb']:.1f} MB (child; {r['rss_after_imports_mb']:.1f} MB after its imports;"
-        f" limit {r['limit_mb']:g} MB) {verdict}",
+        f"{'peak RSS':<16}{r['peak_rss_total_mb']:.1f} MB = importer {r['peak_rss_mb']:.1f} MB"
+        f" ({r['rss_after_imports_mb']:.1f} MB after its imports) + helper process {r['helper_peak_rss_mb']:.1f} MB;"
+        f" limit {r['limit_mb']:g} MB {verdict}",
         f"{'RSS by phase':<16}"
         + ", ".join(f"{k} {v:.0f}" for k, v in r["rss_by_phase_mb"].items())
         + " MB (peaks, sampled every 50 ms)",
@@ -609,9 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result["child_returncode"] != 0 or result["status"] != "imported":
         print(f"the import did not succeed: {result['status']} {result['reason'] or ''}".rstrip(), file=sys.stderr)
         return 2
-    if result["peak_rss_mb"] > args.limit_mb:
+    if result["peak_rss_total_mb"] > args.limit_mb:
         print(
-            f"peak RSS {result['peak_rss_mb']:.1f} MB is above the {args.limit_mb:g} MB target",
+            f"peak RSS {result['peak_rss_total_mb']:.1f} MB (importer + helper) is above {args.limit_mb:g} MB",
             file=sys.stderr,
         )
         return 1

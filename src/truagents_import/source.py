@@ -35,7 +35,10 @@ FileState = Literal["new", "imported", "changed", "incomplete", "ignored"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _AFTER_IMPORT = re.compile(r"^(leave|delete|move:.+)$")
-_READ_CHUNK = 8 << 20
+#: Bytes per read when downloading. Each read is split into pipelined SFTP requests of 255 KiB;
+#: 2 MiB was as fast as 8 MiB from OpenSSH on 127.0.0.1 (a 121 MB file in ~0.45 s either way) and
+#: holds ~20 MB less in memory while the file downloads.
+_READ_CHUNK = 2 << 20
 
 
 def parse_duration(text: str) -> timedelta:
