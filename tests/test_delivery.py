@@ -227,6 +227,11 @@ CHILD = textwrap.dedent(
             return []
 
     class Sink(SQLiteSink):
+        def _load_staging(self, staging, source, file):
+            super()._load_staging(staging, source, file)
+            if crash == "load" and file.endswith("b.csv"):
+                die()  # b.csv is in the sink's open transaction, not committed
+
         def commit(self):
             super().commit()
             if crash == "commit" and any(r[0] for r in self._db.execute(
@@ -269,7 +274,7 @@ def _contents(db: Path) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
-@pytest.mark.parametrize("crash", ["transfer", "rows", "commit"])
+@pytest.mark.parametrize("crash", ["transfer", "rows", "load", "commit"])
 def test_sigkill_anywhere_then_rerun_equals_uninterrupted(tmp_path: Path, crash: str) -> None:
     inbox = _make_inbox(tmp_path)
     clean = _run_child(tmp_path, inbox, "clean", "none")

@@ -20,9 +20,10 @@ import csv
 import functools
 import os
 import random
+import sqlite3
 import sys
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, contact, hookimpl
+from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, SQLiteSink, contact, hookimpl
 from truagents_import import importer as importer_module
 from truagents_import.contact import FieldError, normalise_email, normalise_phone
 from truagents_import.report import FileResult
@@ -679,6 +680,43 @@ def _import_twice(
     assert outcomes[0] == outcomes[1]
     assert (received > 0) == worker_answers  # the second import really was built by the worker (or not)
     return outcomes[1][0], outcomes[1][1], outcomes[1][2]
+
+
+def test_the_sqlite_sink_gets_the_same_rows_every_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite takes the staging file in SQL, built by the helper process or here; a sink that only
+    writes Contact batches gets the same rows: the same contacts, columns and JSON text."""
+    started: list[object] = []
+    start = importer_module._Worker.__init__
+
+    def ready(self: Any) -> None:
+        started.append(self)
+        start(self)
+        self.usable(wait=30)  # a small file: let the helper start before the first chunk
+
+    monkeypatch.setattr(importer_module._Worker, "__init__", ready)
+
+    class Writing(SQLiteSink):
+        def write(self, contacts: Sequence[Contact]) -> None:
+            super().write(contacts)
+
+    make_file(tmp_path / "inbox", "US", 6000)
+    tables = []
+    for name, kind, parallel in (("sql", SQLiteSink, False), ("sql-helper", SQLiteSink, True),
+                                 ("write", Writing, False)):  # fmt: skip
+        source = DataSource(name="s", path=str(tmp_path / "inbox"), min_age=0, default_region="US",
+                            on_invalid="drop_field")
+        db = tmp_path / f"{name}.db"
+        with Importer(source, kind(db), plugins=[_RejectEvery(41)], entry_points=False, parallel=parallel) as imp:
+            imp._parallel_min_bytes = 0
+            [result] = imp.run().files
+        assert result.status == "imported" and result.imported > 5000, result.imported
+        with sqlite3.connect(db) as conn:
+            tables.append(conn.execute(
+                "SELECT identity, external_id, email, phone, first_name, last_name, timezone, tags, unsubscribed,"
+                " attributes, source, source_file, source_row FROM contacts ORDER BY identity"
+            ).fetchall())  # fmt: skip
+    assert tables[0] == tables[1] == tables[2]
+    assert len(started) == (1 if importer_module._usable_cpus() >= 2 else 0)
 
 
 def test_parallel_false_starts_no_helper_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

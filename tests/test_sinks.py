@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -336,11 +336,23 @@ def table_checker(read: Callable[[], dict[str, dict[str, Any]]], merge: str,
     return check
 
 
+class WritingSQLiteSink(SQLiteSink):
+    """The SQLite sink with its own ``write``: the importer then calls ``write`` with Contact batches
+    instead of handing it the staging file (the path every sink takes)."""
+
+    def write(self, contacts: Sequence[Contact]) -> None:
+        super().write(contacts)
+
+
+@pytest.mark.parametrize("path", ["staging", "write"])
 @pytest.mark.parametrize("merge", ["merge", "replace"])
-def test_sqlite_sink_contents(tmp_path: Path, merge: str) -> None:
+def test_sqlite_sink_contents(tmp_path: Path, merge: str, path: str) -> None:
+    """The same exact rows whether the sink takes the staging file in SQL or Contact batches."""
     db = tmp_path / "contacts.db"
     check = table_checker(lambda: sqlite_rows(db), merge, {})
-    run_scenario(tmp_path, lambda: SQLiteSink(db, merge=merge), check)  # type: ignore[arg-type]
+    kind = SQLiteSink if path == "staging" else WritingSQLiteSink
+    assert kind(tmp_path / "probe.db")._takes_staging() is (path == "staging")
+    run_scenario(tmp_path, lambda: kind(db, merge=merge), check)  # type: ignore[arg-type]
 
 
 def check_source_merge_option(tmp_path: Path, make_sink: Callable[[str], Any],

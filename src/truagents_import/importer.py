@@ -43,6 +43,7 @@ try:
 except ImportError:  # not on POSIX
     fcntl = None  # type: ignore[assignment]
 
+from truagents_import._jsontext import dumps_attributes, dumps_tags
 from truagents_import.config import Config
 from truagents_import.contact import (
     Contact,
@@ -64,6 +65,7 @@ from truagents_import.plugins import Plugins
 from truagents_import.preview import Preview
 from truagents_import.reading import FileRejected, Layout, header_drift, open_rows
 from truagents_import.report import FileResult, ImportReport, Problem
+from truagents_import.sinks.sqlite import SQLiteSink
 from truagents_import.source import DataSource, RemoteFile
 from truagents_import.state import Claim, State, StateStore, open_state
 
@@ -127,9 +129,13 @@ class _BuildSpec:
     fields: tuple[tuple[str, int], ...]
     attributes: tuple[tuple[str, int], ...]
     file: str
+    #: Stage rows as the ``sqlite`` sink's columns (see :class:`_Staging`), not as marshal payloads.
+    sql_rows: bool = False
 
     @classmethod
-    def of(cls, source: DataSource, header: list[str], mapping: ColumnMapping, file: str) -> _BuildSpec:
+    def of(
+        cls, source: DataSource, header: list[str], mapping: ColumnMapping, file: str, *, sql_rows: bool = False
+    ) -> _BuildSpec:
         """The spec of one file of ``source``."""
         region = source.default_region
         if region:
@@ -149,6 +155,7 @@ class _BuildSpec:
             fields=tuple(mapping.fields.items()),
             attributes=tuple(mapping.attributes),
             file=file,
+            sql_rows=sql_rows,
         )
 
 
@@ -190,9 +197,11 @@ class _RowBuilder:
         self.dropped = 0
 
     @classmethod
-    def for_file(cls, source: DataSource, header: list[str], mapping: ColumnMapping, file: str) -> _RowBuilder:
+    def for_file(
+        cls, source: DataSource, header: list[str], mapping: ColumnMapping, file: str, *, sql_rows: bool = False
+    ) -> _RowBuilder:
         """The builder for one file of ``source``."""
-        return cls(_BuildSpec.of(source, header, mapping, file))
+        return cls(_BuildSpec.of(source, header, mapping, file, sql_rows=sql_rows))
 
     def _problem(self, exc: FieldError, index: int, number: int, raw: str) -> Problem:
         return Problem(code=exc.code, message=exc.message, column=self.header[index], row=number, value=raw)
@@ -292,18 +301,24 @@ class _RowBuilder:
 #: What values() returns with values (never mutated).
 _NO_PROBLEMS: list[Problem] = []
 
+#: What a contact is staged as, after its row number and identity (see :class:`_Staging`): its
+#: marshal-ed values, or (``sql_rows``) the ``sqlite`` sink's columns: the first six fields, tags
+#: and attributes as JSON text, unsubscribed as 1, 0 or None.
+_Payload = tuple[Any, ...]
+
 #: A chunk of rows built: per row ``None`` (a field too large: the row was never read),
 #: its problems (a list) or its values (a tuple); the staging payload of each row with values,
 #: in order; and how many invalid values were dropped (``on_invalid = "drop_field"``).
-_Built = tuple[list[list[Problem] | _Values | None], list[bytes], int]
+_Built = tuple[list[list[Problem] | _Values | None], list[_Payload], int]
 
 
 def _build_chunk(builder: _RowBuilder, first: int, rows: Sequence[list[str] | None]) -> _Built:
     """Build the rows of a chunk whose first row is data row ``first``; the same in either process."""
     values = builder.values
-    dumps = marshal.dumps
+    sql_rows = builder.spec.sql_rows
+    dumps, tags_text, attributes_text = marshal.dumps, dumps_tags, dumps_attributes
     out: list[list[Problem] | _Values | None] = []
-    payloads: list[bytes] = []
+    payloads: list[_Payload] = []
     dropped = builder.dropped
     for number, row in enumerate(rows, start=first):
         if row is None:
@@ -312,9 +327,25 @@ def _build_chunk(builder: _RowBuilder, first: int, rows: Sequence[list[str] | No
         built, problems = values(row, number)
         if built is None:
             out.append(problems)
+        elif not sql_rows:
+            out.append(built)
+            payloads.append((dumps(built),))
         else:
             out.append(built)
-            payloads.append(dumps(built))
+            external_id, email, phone, first_name, last_name, timezone, tags, unsubscribed, attributes = built
+            payloads.append(
+                (
+                    external_id,
+                    email,
+                    phone,
+                    first_name,
+                    last_name,
+                    timezone,
+                    tags_text(tags),
+                    None if unsubscribed is None else int(unsubscribed),
+                    attributes_text(attributes),
+                )
+            )
     return out, payloads, builder.dropped - dropped
 
 
@@ -531,34 +562,54 @@ class _Staging:
 
     Rows are keyed by their row number (so reading them back in row order needs no sort), with
     a unique index on identity: a later row with the same identity replaces the earlier one.
-    Payloads are ``marshal``-ed tuples of plain values: this file is written and read by this
-    process only, and marshal is several times cheaper than JSON both ways. A contact's source
-    and file are the same for the whole file and are not stored per row.
+    A contact's source and file are the same for the whole file and are not stored per row.
+
+    Two layouts, chosen for the sink: for the built-in ``sqlite`` sink (``sql_rows``) the columns of
+    its table, tags and attributes as its JSON text, so that it takes the whole file in one
+    ``INSERT ... SELECT`` (:meth:`seal`); for any other sink a ``marshal``-ed payload per row, which
+    :meth:`contacts` turns back into :class:`Contact` batches (marshal is several times cheaper
+    than JSON both ways; this file is written and read by this process only).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sql_rows: bool = False) -> None:
+        self.path = path
+        self.sql_rows = sql_rows
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE staged (row INTEGER PRIMARY KEY, identity TEXT UNIQUE, payload BLOB NOT NULL)")
+        columns = (
+            "external_id TEXT, email TEXT, phone TEXT, first_name TEXT, last_name TEXT, timezone TEXT,"
+            " tags TEXT NOT NULL, unsubscribed INTEGER, attributes TEXT NOT NULL"
+            if sql_rows
+            else "payload BLOB NOT NULL"
+        )
+        self._db.execute(f"CREATE TABLE staged (row INTEGER PRIMARY KEY, identity TEXT UNIQUE, {columns})")
+        width = 11 if sql_rows else 3
+        self._insert = f"INSERT OR REPLACE INTO staged VALUES ({', '.join('?' * width)})"
         self._db.execute("BEGIN")
         self.added = 0
         self._source: str | None = None
         self._file: str | None = None
 
-    def add(self, source: str, file: str, rows: list[tuple[int, str | None, bytes]]) -> None:
-        """Stage ``(row number, identity, payload)`` rows of contacts of ``source``'s ``file``.
-
-        A payload is the ``marshal``-ed nine first fields of the contact (see ``_build_chunk``).
-        """
+    def add(self, source: str, file: str, rows: list[tuple[Any, ...]]) -> None:
+        """Stage ``(row number, identity, *payload)`` rows of contacts of ``source``'s ``file``
+        (payloads as ``_build_chunk`` makes them)."""
         self._source, self._file = source, file
-        self._db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?)", rows)
+        self._db.executemany(self._insert, rows)
         self.added += len(rows)
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM staged").fetchone()[0])
 
+    def seal(self) -> Path:
+        """Commit what was staged, so that another connection (the sink's) can read it; its path."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+        return self.path
+
     def contacts(self, batch_size: int) -> Iterator[list[Contact]]:
+        """The staged contacts in row order, in batches (marshal layout only)."""
+        assert not self.sql_rows, "sql_rows staging is for the sqlite sink's INSERT ... SELECT"
         source, file, loads = self._source, self._file, marshal.loads
         make: Callable[..., Contact] = Contact  # positional: the payload holds the first nine fields in order
         cur = self._db.execute("SELECT row, payload FROM staged ORDER BY row")
@@ -875,7 +926,9 @@ class Importer:
         dry_run: bool,
     ) -> FileResult:
         header: list[str] | None = None
-        staging = _Staging(spool / f"{index}.staging")
+        # The built-in SQLite sink takes the staging file in SQL, when this run delivers at all.
+        bulk = not dry_run and isinstance(self.sink, SQLiteSink) and self.sink._takes_staging()
+        staging = _Staging(spool / f"{index}.staging", sql_rows=bulk)
         rejects: _Rejects | None = None
         try:
             with open_rows(
@@ -970,13 +1023,13 @@ class Importer:
         rejected or staged in order, and the plugins see the same batches. Rows are counted as
         they are taken, so a plugin failure stops the count where reading row by row would.
         """
-        builder = _RowBuilder.for_file(self.source, layout.header, mapping, file)
+        builder = _RowBuilder.for_file(self.source, layout.header, mapping, file, sql_rows=staging.sql_rows)
         spec = builder.spec
         source_name = self.source.name
         make: Callable[..., Contact] = Contact  # positional: values hold the first nine fields in order
         batch: list[Contact] = []
         raw_batch: list[list[str] | None] = []
-        payloads: list[bytes] = []
+        payloads: list[_Payload] = []
         pending: deque[tuple[int, list[list[str] | None], _Built | None]] = deque()
         dropped = 0
 
@@ -996,7 +1049,7 @@ class Importer:
             staging.add(
                 source_name,
                 file,
-                [(c.source_row or 0, c.identity, payloads[i]) for i, c in enumerate(batch) if i not in bad],
+                [(c.source_row or 0, c.identity, *payloads[i]) for i, c in enumerate(batch) if i not in bad],
             )
             for i in sorted(bad):
                 reject(raw_batch[i], bad[i])
@@ -1106,8 +1159,13 @@ class Importer:
     def _write_and_commit(self, staging: _Staging, file: str) -> None:
         method = "write"
         try:
-            for contacts in staging.contacts(self.batch_size):
-                self.sink.write(contacts)
+            if staging.sql_rows and isinstance(self.sink, SQLiteSink):
+                # The built-in SQLite sink copies the staged file in SQL: the same rows, in the
+                # same order, through the same upsert, without a Contact per row.
+                self.sink._load_staging(staging.seal(), self.source.name, file)
+            else:
+                for contacts in staging.contacts(self.batch_size):
+                    self.sink.write(contacts)
             method = "commit"
             self.sink.commit()
         except Exception as exc:

@@ -44,6 +44,17 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (identity) DO UPDATE SET
 """
 
+#: The importer's staging file into the table, in row order (``WHERE true``: SQLite needs it to
+#: tell the upsert clause from a join's ``ON``).
+_LOAD = """
+INSERT INTO contacts (identity, external_id, email, phone, first_name, last_name, timezone, tags,
+                      unsubscribed, attributes, source, source_file, source_row, created_at, updated_at)
+SELECT identity, external_id, email, phone, first_name, last_name, timezone, tags,
+       unsubscribed, attributes, ?, ?, row, ?, ?
+FROM truagents_staging.staged WHERE true ORDER BY row
+ON CONFLICT (identity) DO UPDATE SET
+"""
+
 _PROVENANCE = """
     source = excluded.source, source_file = excluded.source_file, source_row = excluded.source_row,
     updated_at = excluded.updated_at
@@ -91,6 +102,8 @@ class SQLiteSink:
         self.path = Path(path)
         self.merge = merge
         self._upserts = {p: _INSERT + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE for p in MERGE_POLICIES}
+        self._load_sql = {p: _LOAD + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE for p in MERGE_POLICIES}
+        self._attached = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = connect_shared(self.path, _SCHEMA, synchronous="NORMAL")
@@ -135,17 +148,46 @@ class SQLiteSink:
             ],
         )
 
+    def _takes_staging(self) -> bool:
+        """Whether the importer may hand this sink its staging file (:meth:`_load_staging`) instead of
+        calling :meth:`write`: not when a subclass changed what ``write`` does."""
+        return type(self).write is SQLiteSink.write
+
+    def _load_staging(self, staging: Path, source: str, file: str) -> None:
+        """Upsert every contact of the importer's staging file of ``source``'s ``file``, in row order,
+        inside the file's transaction: what :meth:`write` does with the same contacts, in one statement.
+
+        The staging table has this table's columns (tags and attributes as the same JSON text);
+        ``source_row`` is its ``row``.
+        """
+        if self._in_transaction:  # SQLite cannot attach a database inside a transaction
+            msg = "the staging file must be the first thing a file writes to the sqlite sink"
+            raise RuntimeError(msg)
+        self._db.execute("ATTACH DATABASE ? AS truagents_staging", (str(staging),))
+        self._attached = True
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        now = datetime.now(UTC).isoformat()
+        self._db.execute(self._load_sql[self.merge], (source, file, now, now))
+
+    def _detach(self) -> None:
+        if self._attached:
+            self._db.execute("DETACH DATABASE truagents_staging")
+            self._attached = False
+
     def commit(self) -> None:
         """Commit the file's transaction (durable once this returns)."""
         if self._in_transaction:
             self._db.execute("COMMIT")
             self._in_transaction = False
+        self._detach()
 
     def rollback(self) -> None:
         """Abandon everything written since the last commit."""
         if self._in_transaction:
             self._db.execute("ROLLBACK")
             self._in_transaction = False
+        self._detach()
 
     def close(self) -> None:
         """Roll back anything uncommitted and close."""
