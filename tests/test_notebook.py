@@ -44,3 +44,14 @@ def test_notebook_runs_and_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     finally:
         if "server" in namespace:
             namespace["server"].stop()
+
+
+def test_the_docs_page_shows_the_notebooks_cells() -> None:
+    """docs/notebook.md lists the notebook's cells ("1. ...", "2. ..."): the same code, in order."""
+    import re
+
+    page = (NOTEBOOK.parent.parent.parent / "docs" / "notebook.md").read_text(encoding="utf-8")
+    shown = re.findall(r'^```python title="\d+\. [^"]*"\n(.*?)^```', page, re.M | re.S)
+    cells = ["".join(c["source"]).rstrip("\n") + "\n" for c in json.loads(NOTEBOOK.read_text())["cells"]
+             if c["cell_type"] == "code"]  # fmt: skip
+    assert shown == cells
