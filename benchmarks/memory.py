@@ -239,13 +239,19 @@ def _child(spec_path: Path) -> int:
         "rss_by_phase_mb": sampler.peaks,
         "helper_maxrss_mb": helper_mb,
     }
+    return write_result(spec, out, profiler, sort="cumulative", top=15)
+
+
+def write_result(spec: dict[str, Any], out: dict[str, Any], profiler: Any, *, sort: str, top: int) -> int:
+    """End a child: its profile (when it ran under one) saved and summarised, its figures written as
+    JSON where the parent reads them; the child's exit status."""
     if profiler is not None:
         import io
         import pstats
 
         profiler.dump_stats(spec["profile"])
         text = io.StringIO()
-        pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("cumulative").print_stats(15)
+        pstats.Stats(profiler, stream=text).strip_dirs().sort_stats(sort).print_stats(top)
         out["profile_text"] = text.getvalue()
     Path(spec["result_path"]).write_text(json.dumps(out), encoding="utf-8")
     return 0
@@ -337,14 +343,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_child(spec: dict[str, Any], spec_path: Path, timeout: float) -> ChildRun:
-    """Run the import in a child, reap it with wait4 and read RUSAGE_CHILDREN right after."""
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    stderr_path = spec_path.with_suffix(".stderr")
+def spawn_child(script: Path, spec_path: Path, stderr_path: Path, timeout: float) -> tuple[int, Any, float]:
+    """Run ``script _child spec_path`` (stdout and stderr into ``stderr_path``) and reap it with wait4;
+    killed after ``timeout`` seconds. Returns its exit code, its rusage and its wall seconds."""
     t = time.perf_counter()
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_child", str(spec_path)],
+            [sys.executable, str(script), "_child", str(spec_path)],
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,
@@ -360,16 +365,23 @@ def _run_child(spec: dict[str, Any], spec_path: Path, timeout: float) -> ChildRu
             pid, status, usage = os.wait4(proc.pid, 0)
             break
         time.sleep(0.05)
-    wall = time.perf_counter() - t
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage, time.perf_counter() - t
+
+
+def _run_child(spec: dict[str, Any], spec_path: Path, timeout: float) -> ChildRun:
+    """Run the import in a child, reap it with wait4 and read RUSAGE_CHILDREN right after."""
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    stderr_path = spec_path.with_suffix(".stderr")
+    returncode, usage, wall = spawn_child(Path(__file__).resolve(), spec_path, stderr_path, timeout)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result: dict[str, Any] = {}
     result_path = Path(spec["result_path"])
     if result_path.exists():
         result = json.loads(result_path.read_text(encoding="utf-8"))
     tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-4000:]
     return ChildRun(
-        returncode=proc.returncode,
+        returncode=returncode,
         wall_seconds=wall,
         rusage_children_maxrss_mb=children.ru_maxrss / 1024,
         wait4_maxrss_mb=usage.ru_maxrss / 1024,
@@ -384,28 +396,10 @@ def _sftp_get(ep: Endpoint, key: Path, known_hosts: Path, remote: str, dest: Pat
     """Seconds for the OpenSSH sftp client to fetch ``remote`` into ``dest`` (then removed)."""
     batch = dest.with_suffix(".batch")
     batch.write_text(f'get "{remote}" "{dest}"\n', encoding="utf-8")
-    cmd = [
-        "sftp",
-        "-b",
-        str(batch),
-        "-P",
-        str(ep.port),
-        "-i",
-        str(key),
-        "-F",
-        "/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        f"{ep.username}@{ep.host}",
-    ]
+    sys.path.insert(0, str(TESTS_DIR))
+    from sshd import sftp_batch_argv
+
+    cmd = sftp_batch_argv(str(batch), ep.port, f"{ep.username}@{ep.host}", key, known_hosts)
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, env=_child_env(), timeout=SFTP_TIMEOUT, check=False)
     seconds = time.perf_counter() - t

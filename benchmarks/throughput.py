@@ -42,7 +42,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -147,16 +146,7 @@ def _child(spec_path: Path) -> int:
         )
     out["self_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["worker_maxrss_mb"] = descendants.stop()
-    if profiler is not None:
-        import io
-        import pstats
-
-        profiler.dump_stats(spec["profile"])
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("tottime").print_stats(25)
-        out["profile_text"] = text.getvalue()
-    Path(spec["result_path"]).write_text(json.dumps(out), encoding="utf-8")
-    return 0
+    return memory.write_result(spec, out, profiler, sort="tottime", top=25)
 
 
 def _integration(spec: dict[str, Any], integration_class: Any) -> Any:
@@ -202,28 +192,10 @@ def _run_child(spec: dict[str, Any], folder: Path, timeout: float) -> tuple[dict
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     stderr_path = folder / "stderr.txt"
-    with stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_child", str(spec_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            env=memory._child_env(),
-        )
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()  # our own child, by its PID
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    returncode, usage, _wall = memory.spawn_child(Path(__file__).resolve(), spec_path, stderr_path, timeout)
     result_path = Path(spec["result_path"])
     result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else {}
-    tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-4000:] if proc.returncode else ""
+    tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-4000:] if returncode else ""
     # wait4's usage covers the child and the children it waited for (the importer's worker).
     cpu = usage.ru_utime + usage.ru_stime - float(result.get("setup_cpu_seconds", 0.0))
     return result, usage.ru_maxrss / 1024, cpu, tail

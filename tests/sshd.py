@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncssh
 import attrs
 
-__all__ = ["SSHD", "find_sshd", "run_sshd"]
+__all__ = ["SSHD", "find_sshd", "run_sshd", "sftp_batch_argv"]
 
 _CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd", "/usr/bin/sshd")
 _PRIVSEP_DIR = Path("/run/sshd")
@@ -40,6 +40,35 @@ class SSHD:
     host_public_line: str
     pid: int
     log: Path
+
+
+def sftp_batch_argv(
+    batch: str, port: int, user_at_host: str, private_key: Path, known_hosts: Path, sftp: str = "sftp"
+) -> list[str]:
+    """The OpenSSH ``sftp`` client running batch file ``batch`` (``-`` for stdin) with one key, the
+    host key pinned by ``known_hosts``, and nothing of the user's ssh config or agent."""
+    return [
+        sftp,
+        "-b",
+        batch,
+        "-F",
+        os.devnull,
+        "-i",
+        str(private_key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        f"GlobalKnownHostsFile={os.devnull}",
+        "-P",
+        str(port),
+        user_at_host,
+    ]
 
 
 def find_sshd() -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from sshd import SSHD, find_sshd, run_sshd
+from sshd import SSHD, find_sshd, run_sshd, sftp_batch_argv
 from truagents_import.keys import authorized_keys_line, generate_key_pair, public_line, write_key_pair
 
 pytestmark = pytest.mark.sshd
@@ -110,29 +110,10 @@ def test_openssh_sftp_client_uploads_with_a_batch(tmp_path: Path) -> None:
             f"put {local} {drop}/inbox/.contacts.csv.part\n"
             f"rename {drop}/inbox/.contacts.csv.part {drop}/inbox/contacts.csv\n"
         )
+        argv = sftp_batch_argv("-", sshd.port, f"{sshd.username}@{sshd.host}", pair.private_key, known_hosts,
+                               sftp=sftp_bin)
         result = subprocess.run(
-            [
-                sftp_bin,
-                "-b",
-                "-",
-                "-F",
-                os.devnull,
-                "-i",
-                str(pair.private_key),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                f"UserKnownHostsFile={known_hosts}",
-                "-o",
-                f"GlobalKnownHostsFile={os.devnull}",
-                "-P",
-                str(sshd.port),
-                f"{sshd.username}@{sshd.host}",
-            ],
+            argv,
             input=batch,
             capture_output=True,
             text=True,

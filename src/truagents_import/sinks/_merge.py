@@ -40,9 +40,10 @@ class MergeOption:
     """A sink's ``merge`` attribute: settable (a source's ``merge`` option is set on it for its files),
     checked on every assignment."""
 
+    _name: str  #: where each instance keeps its policy: set when the class is created
+
     def __init__(self, sink: str) -> None:
         self._sink = sink
-        self._name = "_merge"
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = f"_{name}"
