@@ -8,7 +8,7 @@ What it does:
 1. generates (once; cached under ``benchmarks/data/``, which git ignores) a deterministic
    contacts CSV with ``benchmarks/generate.py``: 800,000 rows are about 101 MB;
 2. starts a real OpenSSH ``sshd`` on 127.0.0.1 through ``tests/sshd.py`` (or, without one, the
-   embedded ``truagents_import.server.SFTPServer``), with a fresh key pair and a pinned host key,
+   embedded ``truagents_import.remote.server.SFTPServer``), with a fresh key pair and a pinned host key,
    and puts the file in its inbox;
 3. in a CHILD process, so that nothing of this one (the generator, the server) is counted, runs
    ``Importer(DataSource(..., integration=Integration(...), min_age=0), SQLiteSink(...), state=...)``
@@ -318,7 +318,7 @@ def _endpoint(kind: str, work: Path, authorized_line: str) -> Iterator[Endpoint]
                 inbox_local=inbox,
             )
         return
-    from truagents_import.server import SFTPServer
+    from truagents_import.remote.server import SFTPServer
 
     root = work / "server"
     inbox = root / "inbox"
@@ -476,7 +476,7 @@ def _with_huge_rows(src: Path, dest: Path, rows: int, count: int, mb: int) -> No
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Do the whole benchmark and return its figures."""
-    from truagents_import import keys
+    from truagents_import.remote import keys
 
     data, generated_in = _data_file(args.rows, args.seed, args.huge_rows, args.huge_mb)
     load_before = os.getloadavg()[0]

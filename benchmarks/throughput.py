@@ -8,7 +8,7 @@ What it does:
 
 1. generates (once; cached under ``benchmarks/data/``, which git ignores) a deterministic
    contacts CSV with ``benchmarks/generate.py``: 1,000,000 rows are about 127 MB;
-2. starts a real OpenSSH ``sshd`` on 127.0.0.1 (the embedded ``truagents_import.server.SFTPServer``
+2. starts a real OpenSSH ``sshd`` on 127.0.0.1 (the embedded ``truagents_import.remote.server.SFTPServer``
    when there is none) with a fresh key pair and a pinned host key, the file in its inbox
    (the server set-up of ``benchmarks/memory.py``);
 3. measures, each step in a fresh CHILD process (so nothing of this one is counted) whose peak
@@ -214,7 +214,7 @@ def _steps(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Do the whole benchmark and return its figures."""
-    from truagents_import import keys
+    from truagents_import.remote import keys
 
     data, generated_in = memory._data_file(args.rows, args.seed)
     size = data.stat().st_size

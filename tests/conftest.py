@@ -12,7 +12,7 @@ import pytest
 
 from sshd import SSHD, find_sshd, run_sshd
 from truagents_import import DataSource, Integration, keys
-from truagents_import.server import SFTPServer
+from truagents_import.remote.server import SFTPServer
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -19,8 +19,7 @@ import attrs
 import pytest
 
 from conftest import Endpoint, endpoint_config, run_cli
-from truagents_import import keys
-from truagents_import.check import (
+from truagents_import.check.ladder import (
     HEAD_BYTES,
     STEP_NAMES,
     CheckReport,
@@ -29,8 +28,9 @@ from truagents_import.check import (
     run_check,
 )
 from truagents_import.config import Config, parse_config
-from truagents_import.importer import Importer
-from truagents_import.server import SFTPServer
+from truagents_import.pipeline.importer import Importer
+from truagents_import.remote import keys
+from truagents_import.remote.server import SFTPServer
 from truagents_import.source import DataSource
 
 GOOD = "external id,email,phone,first name\nC-1,ada@example.com,(212) 555-0123,Ada\nC-2,grace@example.org,,Grace\n"
@@ -403,7 +403,7 @@ def test_big_gzip_file_is_sampled_from_its_head(embedded: Endpoint, key_file: Pa
 
 
 def test_cut_at_line_keeps_whole_utf16_lines() -> None:
-    from truagents_import.check import _cut_at_line
+    from truagents_import.check.ladder import _cut_at_line
 
     text = "email\na@example.com\nb@example.com\n"
     for encoded in (codecs.BOM_UTF16_LE + text.encode("utf-16-le"), codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
@@ -452,7 +452,7 @@ def test_state_database_that_cannot_be_created(embedded: Endpoint, key_file: Pat
 
 def test_sink_secrets_are_not_shown(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
     from truagents_import import hookimpl
-    from truagents_import.check import _redact
+    from truagents_import.check.ladder import _redact
 
     assert _redact("postgresql://app:s3cret@db:5432/crm") == "postgresql://app:***@db:5432/crm"
 
@@ -562,7 +562,7 @@ def test_a_check_sends_no_import_finished_notice(embedded: Endpoint, key_file: P
 
 
 def test_probe_tells_host_key_from_auth(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
-    from truagents_import.check import probe_ssh
+    from truagents_import.check.ladder import probe_ssh
 
     probe = probe_ssh(embedded.integration(key_file))
     assert probe.outcome == "ok" and probe.presented == embedded.fingerprint

@@ -173,7 +173,7 @@ def test_plugins_lists_builtins() -> None:
     assert status == 0
     assert {"memory", "jsonl", "sqlite"} <= set(data["sinks"])
     names = {p["name"] for p in data["plugins"]}
-    assert "truagents_import.mapping.BuiltinAliases" in names
+    assert "truagents_import.fields.mapping.BuiltinAliases" in names
 
 
 def test_usage_error_under_json_is_one_json_document(tmp_path: Path) -> None:

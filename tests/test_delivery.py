@@ -16,8 +16,8 @@ import pytest
 
 from conftest import Endpoint
 from truagents_import import DataSource, Importer, MemorySink, SQLiteSink, StateStore, hookimpl
+from truagents_import.remote.server import SFTPServer
 from truagents_import.report import ImportReport
-from truagents_import.server import SFTPServer
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -385,7 +385,7 @@ def test_sqlite_sink_between_runs(tmp_path: Path) -> None:
 
 
 def test_progress_callback_and_silent_cli(tmp_path: Path) -> None:
-    from truagents_import.importer import Progress
+    from truagents_import.pipeline.importer import Progress
 
     inbox = tmp_path / "in"
     inbox.mkdir()

@@ -34,9 +34,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, SQLiteSink, contact, hookimpl
-from truagents_import import importer as importer_module
-from truagents_import.contact import FieldError, normalise_email, normalise_phone
+from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, SQLiteSink, hookimpl
+from truagents_import.fields import contact
+from truagents_import.fields.contact import FieldError, normalise_email, normalise_phone
+from truagents_import.pipeline import importer as importer_module
 from truagents_import.report import FileResult
 
 SEED = 20261124

@@ -6,7 +6,7 @@ Convention for code blocks in docs/*.md:
   executed on its own, in a fresh namespace, with a new temporary folder as the working folder
   (and as ``tempfile``'s default folder), with plugins installed through entry points blocked
   (the examples show the library alone), so it must be self-contained: make its own files, use a
-  local folder or the embedded ``truagents_import.server.SFTPServer`` on 127.0.0.1, never the
+  local folder or the embedded ``truagents_import.remote.server.SFTPServer`` on 127.0.0.1, never the
   network. It checks its outcome with ``assert``. One pytest test per block, named
   ``page.md:N`` (N counts the runnable blocks of that page from 1).
 - A block that must not run (it needs a real remote host, a real key, a plugin package...) gets

@@ -45,7 +45,7 @@ from truagents_import import (
 from truagents_import.cli import main
 from truagents_import.config import load_config
 from truagents_import.plugins import BLOCK_ENV, Plugins, get_plugin_manager
-from truagents_import.server import SFTPServer
+from truagents_import.remote.server import SFTPServer
 from truagents_import.testing import ENCODINGS, MessyCSV, make_messy_csv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -460,7 +460,7 @@ def test_entry_point_plugins_name_their_distribution(exploding: str) -> None:
     assert (entry["kind"], entry["distribution"], entry["version"]) == ("entry point", "exploding-plugin", "1.2.3")
     assert plugins.distribution("exploding") == "exploding-plugin 1.2.3"
     own = importlib.metadata.version("truagents-import")
-    assert plugins.distribution("truagents_import.validators") == f"truagents-import {own}"
+    assert plugins.distribution("truagents_import.fields.validators") == f"truagents-import {own}"
     assert plugins.sinks["exploding"][1] == "exploding"
 
 

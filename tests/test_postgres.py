@@ -29,7 +29,7 @@ from truagents_import._postgres import mask_url
 from truagents_import.config import parse_config
 from truagents_import.report import FileResult
 from truagents_import.sinks.postgres import PostgresSink
-from truagents_import.state_postgres import PostgresStateStore
+from truagents_import.state.postgres import PostgresStateStore
 
 IN_CI = os.environ.get("CI") == "true"
 SOURCE = "crm"
@@ -175,7 +175,7 @@ def test_missing_psycopg_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
 
 CLAIMER = """
 import sys, time
-from truagents_import.state_postgres import PostgresStateStore
+from truagents_import.state.postgres import PostgresStateStore
 store = PostgresStateStore(sys.argv[1])
 claim = store.claim("crm", "f" * 64, "/inbox/held.csv")
 print("claimed" if not isinstance(claim, str) else claim, flush=True)
@@ -302,7 +302,7 @@ import json, sys, time
 from pathlib import Path
 from truagents_import import DataSource, Importer
 from truagents_import.sinks.postgres import PostgresSink
-from truagents_import.state_postgres import PostgresStateStore
+from truagents_import.state.postgres import PostgresStateStore
 
 inbox, url, ready, go, out = sys.argv[1:6]
 source = DataSource(name="crm", path=inbox, min_age=0, default_region="US")

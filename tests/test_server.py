@@ -14,8 +14,8 @@ from typing import Any
 import asyncssh
 import pytest
 
-from truagents_import.keys import authorized_keys_line, fingerprint, generate_key_pair, public_line
-from truagents_import.server import SFTPServer
+from truagents_import.remote.keys import authorized_keys_line, fingerprint, generate_key_pair, public_line
+from truagents_import.remote.server import SFTPServer
 
 
 @pytest.fixture(scope="module")

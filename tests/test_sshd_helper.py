@@ -12,7 +12,7 @@ import asyncssh
 import pytest
 
 from sshd import SSHD, find_sshd, run_sshd, sftp_batch_argv
-from truagents_import.keys import authorized_keys_line, generate_key_pair, public_line, write_key_pair
+from truagents_import.remote.keys import authorized_keys_line, generate_key_pair, public_line, write_key_pair
 
 pytestmark = pytest.mark.sshd
 

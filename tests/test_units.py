@@ -22,7 +22,7 @@ from truagents_import import (
     hookimpl,
 )
 from truagents_import.config import parse_config
-from truagents_import.contact import (
+from truagents_import.fields.contact import (
     FieldError,
     normalise_bool,
     normalise_email,
@@ -31,8 +31,8 @@ from truagents_import.contact import (
     normalise_timezone,
     split_full_name,
 )
-from truagents_import.importer import rejects_file_name
-from truagents_import.mapping import ALIASES, BuiltinAliases, fold_header, resolve_mapping
+from truagents_import.fields.mapping import ALIASES, BuiltinAliases, fold_header, resolve_mapping
+from truagents_import.pipeline.importer import rejects_file_name
 from truagents_import.reading import FileRejected, open_rows
 
 

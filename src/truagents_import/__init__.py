@@ -2,9 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from truagents_import.check import CheckReport, CheckStep, run_check
+from truagents_import.check.ladder import CheckReport, CheckStep, run_check
 from truagents_import.config import Config, load_config
-from truagents_import.contact import Contact
 from truagents_import.errors import (
     ConfigError,
     ConnectError,
@@ -13,10 +12,12 @@ from truagents_import.errors import (
     PluginError,
     TruagentsImportError,
 )
+from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import Sink, hookimpl
-from truagents_import.importer import Importer, Progress
-from truagents_import.integration import Integration
-from truagents_import.preview import Preview
+from truagents_import.pipeline.importer import Importer, Progress
+from truagents_import.pipeline.preview import Preview
+from truagents_import.remote import keys
+from truagents_import.remote.integration import Integration
 from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.sinks import JSONLSink, MemorySink, SQLiteSink
 from truagents_import.source import DataSource, RemoteFile
@@ -54,6 +55,7 @@ __all__ = [
     "TruagentsImportError",
     "__version__",
     "hookimpl",
+    "keys",
     "load_config",
     "run_check",
 ]

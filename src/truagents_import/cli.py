@@ -21,7 +21,7 @@ from truagents_import.errors import TruagentsImportError
 from truagents_import.report import ImportReport, escape_name
 
 if TYPE_CHECKING:
-    from truagents_import.importer import Progress
+    from truagents_import.pipeline.importer import Progress
 
 __all__ = ["main"]
 
@@ -147,7 +147,7 @@ def import_(
 ) -> int:
     """Import every new or changed complete file and print the report."""
     from truagents_import.config import load_config
-    from truagents_import.importer import Importer
+    from truagents_import.pipeline.importer import Importer
 
     if force and not files:
         raise click.UsageError("--force needs the files to re-import, named with --file")
@@ -240,14 +240,14 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
 @_command
 def serve(root: Path, port: int, host: str, authorized_keys: Path, host_key_file: Path, as_json: bool) -> int:
     """Run a local SFTP server (keys only, confined to ROOT) until interrupted."""
-    from truagents_import.server import SFTPServer
+    from truagents_import.remote.server import SFTPServer
 
     try:
         lines = [ln.strip() for ln in authorized_keys.read_text(encoding="utf-8").splitlines()]
     except OSError as exc:
         raise click.UsageError(f"cannot read {authorized_keys}: {exc.strerror}") from None
     keys = [ln for ln in lines if ln and not ln.startswith("#")]
-    from truagents_import.keys import load_or_create_host_key
+    from truagents_import.remote.keys import load_or_create_host_key
 
     root.mkdir(parents=True, exist_ok=True)
     host_key = load_or_create_host_key(host_key_file)
@@ -341,7 +341,7 @@ def plugins(as_json: bool) -> int:
 def preview(config_path: Path | None, source_name: str | None, file: str, n_rows: int, as_json: bool) -> int:
     """Show a remote file's encoding, delimiter, header, mapping, first rows and sample validity."""
     from truagents_import.config import load_config
-    from truagents_import.importer import Importer
+    from truagents_import.pipeline.importer import Importer
 
     config = load_config(config_path)
     with Importer.from_config(config, source_name) as importer:
@@ -369,7 +369,7 @@ def preview(config_path: Path | None, source_name: str | None, file: str, n_rows
 
 
 def _check_marks() -> dict[str, str]:
-    from truagents_import.check import MARKS
+    from truagents_import.check.ladder import MARKS
 
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     try:
@@ -391,7 +391,7 @@ def check(config_path: Path | None, source_name: str | None, run_all: bool, as_j
     Exit status: 0 when no step failed (warnings allowed), 1 when a step failed, 2 when the
     configuration is unusable (the file, or the `config` step).
     """
-    from truagents_import.check import run_check
+    from truagents_import.check.ladder import run_check
     from truagents_import.config import load_config
 
     report = run_check(load_config(config_path), source_name, run_all=run_all)
@@ -456,7 +456,7 @@ def keygen(
     A passphrase never goes on the command line: it comes from an environment variable
     (--passphrase-env) or a prompt (--passphrase-prompt).
     """
-    from truagents_import import keys
+    from truagents_import.remote import keys
 
     if passphrase_env and passphrase_prompt:
         raise click.UsageError("choose one of --passphrase-env and --passphrase-prompt")
@@ -515,8 +515,8 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
     when the key was not pinned (declined).
     """
     from truagents_import.config import load_config
-    from truagents_import.integration import configured
-    from truagents_import.pinning import check_host_key, pin_host_key
+    from truagents_import.remote.integration import configured
+    from truagents_import.remote.pinning import check_host_key, pin_host_key
 
     config = load_config(config_path)
     if source_name is not None:
@@ -583,7 +583,7 @@ def upload_command(
     import textwrap
 
     from truagents_import.config import load_config
-    from truagents_import.integration import configured
+    from truagents_import.remote.integration import configured
 
     config = load_config(config_path)
     source = config.source(source_name)
@@ -622,7 +622,7 @@ def upload(files: tuple[Path, ...], config_path: Path | None, source_name: str |
     Exit status 1 when any file failed (the others are still uploaded).
     """
     from truagents_import.config import load_config
-    from truagents_import.integration import configured
+    from truagents_import.remote.integration import configured
 
     config = load_config(config_path)
     source = config.source(source_name)

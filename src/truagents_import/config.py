@@ -16,10 +16,10 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from truagents_import._converter import converter
-from truagents_import.contact import FieldError, normalise_timezone
 from truagents_import.errors import ConfigError
-from truagents_import.integration import Integration
-from truagents_import.mapping import valid_target
+from truagents_import.fields.contact import FieldError, normalise_timezone
+from truagents_import.fields.mapping import valid_target
+from truagents_import.remote.integration import Integration
 from truagents_import.source import DataSource
 
 __all__ = ["CONFIG_NAME", "Config", "SinkConfig", "StateConfig", "load_config"]

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import attrs
 
-from truagents_import import keys
 from truagents_import.config import CONFIG_NAME, load_config
 from truagents_import.errors import ConfigError
-from truagents_import.importer import Importer
-from truagents_import.integration import Integration
+from truagents_import.pipeline.importer import Importer
+from truagents_import.remote import keys
+from truagents_import.remote.integration import Integration
+from truagents_import.remote.server import SFTPServer
 from truagents_import.report import ImportReport
-from truagents_import.server import SFTPServer
 
 __all__ = ["DemoResult", "run_demo", "sample_files"]
 

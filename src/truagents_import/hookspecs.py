@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from truagents_import.contact import Contact
+    from truagents_import.fields.contact import Contact
     from truagents_import.report import ImportReport, Problem
     from truagents_import.source import DataSource
 

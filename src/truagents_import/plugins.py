@@ -30,7 +30,7 @@ from truagents_import import hookspecs
 from truagents_import.errors import ConfigError, PluginError, TruagentsImportError
 
 if TYPE_CHECKING:
-    from truagents_import.contact import Contact
+    from truagents_import.fields.contact import Contact
     from truagents_import.hookspecs import Sink, SinkFactory
     from truagents_import.report import ImportReport, Problem
     from truagents_import.source import DataSource
@@ -39,8 +39,8 @@ __all__ = ["BLOCK_ENV", "DEFAULT_PLUGINS", "PluginManager", "Plugins", "blocked_
 
 #: Built-in plugins, registered first, in this order (``module`` or ``module:Class``).
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "truagents_import.mapping:BuiltinAliases",
-    "truagents_import.validators",
+    "truagents_import.fields.mapping:BuiltinAliases",
+    "truagents_import.fields.validators",
     "truagents_import.sinks.memory",
     "truagents_import.sinks.jsonl",
     "truagents_import.sinks.sqlite",

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from truagents_import.errors import ConfigError
-from truagents_import.integration import Integration
+from truagents_import.remote.integration import Integration
 from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
-    from truagents_import.check import CheckReport
-    from truagents_import.contact import Contact
-    from truagents_import.preview import Preview
+    from truagents_import.check.ladder import CheckReport
+    from truagents_import.fields.contact import Contact
+    from truagents_import.pipeline.preview import Preview
     from truagents_import.state import State
 
 __all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
@@ -310,7 +310,7 @@ class DataSource:
 
         Nothing is written anywhere: no sink, no state, and ``after_import`` is not applied.
         """
-        from truagents_import.importer import Importer
+        from truagents_import.pipeline.importer import Importer
         from truagents_import.sinks.memory import MemorySink
 
         sink = MemorySink()
@@ -324,7 +324,7 @@ class DataSource:
 
     def preview(self, file: RemoteFile | str, *, rows: int = 10, sample: int = 1000) -> Preview:
         """A quick look at one file: encoding, delimiter, header, mapping, first rows, sample validity."""
-        from truagents_import.importer import Importer
+        from truagents_import.pipeline.importer import Importer
         from truagents_import.sinks.memory import MemorySink
 
         with Importer(self, MemorySink()) as importer:
@@ -333,9 +333,9 @@ class DataSource:
     def check(self, *, run_all: bool = False, plugins: Sequence[object] = ()) -> CheckReport:
         """Walk the triage ladder for this source (without a sink or state: those steps skip).
 
-        See :func:`truagents_import.check.run_check` for a whole configuration.
+        See :func:`truagents_import.check.ladder.run_check` for a whole configuration.
         """
-        from truagents_import.check import check_source
+        from truagents_import.check.ladder import check_source
 
         return check_source(self, run_all=run_all, plugins=plugins)
 
@@ -350,7 +350,7 @@ class DataSource:
         fs.makedirs(target_dir, exist_ok=True)
         target = posixpath.join(target_dir, posixpath.basename(path))
         if self.integration is not None:
-            from truagents_import.integration import posix_rename
+            from truagents_import.remote.integration import posix_rename
 
             posix_rename(fs, path, target)
         else:

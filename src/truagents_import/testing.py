@@ -11,7 +11,7 @@ fixture                    what it gives
 ``truagents_client_key``   an ed25519 client key (one per test session)
 ``truagents_host_key``     the server's ed25519 host key (one per test session)
 ``truagents_key_file``     the client key written to a 0600 file, as a user would have it
-``truagents_sftp_server``  a running :class:`~truagents_import.server.SFTPServer` on
+``truagents_sftp_server``  a running :class:`~truagents_import.remote.server.SFTPServer` on
                            127.0.0.1 (a free port), key auth only, with an ``/inbox`` folder
 ``truagents_inbox``        the local folder behind ``/inbox``: put the files to import here
 ``truagents_integration``  an :class:`~truagents_import.Integration` to that server, its host
@@ -49,9 +49,9 @@ import asyncssh
 import attrs
 import pytest
 
-from truagents_import import keys
-from truagents_import.integration import Integration
-from truagents_import.server import SFTPServer
+from truagents_import.remote import keys
+from truagents_import.remote.integration import Integration
+from truagents_import.remote.server import SFTPServer
 from truagents_import.source import DataSource
 
 __all__ = [
@@ -443,6 +443,6 @@ def _row(
 
 
 def _e164(phone: str) -> str:
-    from truagents_import.contact import normalise_phone
+    from truagents_import.fields.contact import normalise_phone
 
     return normalise_phone(phone, "US") if phone.strip() else ""

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from truagents_import._jsontext import dumps_attributes
-from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
+from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
 from truagents_import.sinks._append import AppendLog
 

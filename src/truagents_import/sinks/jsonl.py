@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from truagents_import.contact import Contact
+from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
 from truagents_import.sinks._append import AppendLog
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from truagents_import.contact import Contact
+from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
 
 __all__ = ["MemorySink"]

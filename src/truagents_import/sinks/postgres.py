@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from truagents_import._postgres import PostgresError, connect, lock_key, mask_url, psycopg_module, scrub
-from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
+from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
 from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from truagents_import._jsontext import dumps_attributes, dumps_tags
 from truagents_import._sqlite import connect_shared
-from truagents_import.contact import Contact
 from truagents_import.errors import ConfigError
+from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
 from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy, merge_attributes, union_tags
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from truagents_import import DataSource, hookimpl
-from truagents_import.mapping import fold_header
+from truagents_import.fields.mapping import fold_header
 
 __all__ = ["VENDOR_COLUMNS", "map_columns"]
 

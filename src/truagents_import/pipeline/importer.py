@@ -45,7 +45,8 @@ except ImportError:  # not on POSIX
 
 from truagents_import._jsontext import dumps_attributes, dumps_tags
 from truagents_import.config import Config
-from truagents_import.contact import (
+from truagents_import.errors import ConfigError, ConnectError, PluginError
+from truagents_import.fields.contact import (
     Contact,
     FieldError,
     infer_timezone,
@@ -58,11 +59,10 @@ from truagents_import.contact import (
     prepare_phone_parsing,
     split_full_name,
 )
-from truagents_import.errors import ConfigError, ConnectError, PluginError
+from truagents_import.fields.mapping import FULL_NAME, ColumnMapping, describe_missing_identity, resolve_mapping
 from truagents_import.hookspecs import Sink
-from truagents_import.mapping import FULL_NAME, ColumnMapping, describe_missing_identity, resolve_mapping
+from truagents_import.pipeline.preview import Preview
 from truagents_import.plugins import Plugins
-from truagents_import.preview import Preview
 from truagents_import.reading import FileRejected, Layout, header_drift, open_rows
 from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.sinks.sqlite import SQLiteSink
@@ -362,7 +362,7 @@ _IN_FLIGHT = 3
 #: Pipe buffers for the worker: a chunk (~150 KB) and its answer (~300 KB) then pass in one write,
 #: so that neither process waits for the other to read (the default 64 KiB made them take turns).
 _PIPE_BYTES = 1 << 20
-_WORKER_CODE = "from truagents_import.importer import _worker_main; _worker_main()"
+_WORKER_CODE = "from truagents_import.pipeline.importer import _worker_main; _worker_main()"
 #: While a file is processed the cyclic garbage collector runs less often: its default (a
 #: collection per 700 container allocations, and full ones as the batches in flight are promoted)
 #: took about a tenth of the time, though the rows make no reference cycles.

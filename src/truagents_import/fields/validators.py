@@ -1,7 +1,7 @@
 """The built-in contact validators, registered as a plugin like any other (``validate_contacts``).
 
 Field values are normalised and checked while rows become contacts (see
-:mod:`truagents_import.contact`); this plugin adds the rules that need the whole contact.
+:mod:`truagents_import.fields.contact`); this plugin adds the rules that need the whole contact.
 Its problems reject rows exactly as a third-party plugin's do.
 """
 
@@ -14,7 +14,7 @@ from truagents_import.hookspecs import hookimpl
 from truagents_import.report import Problem
 
 if TYPE_CHECKING:
-    from truagents_import.contact import Contact
+    from truagents_import.fields.contact import Contact
     from truagents_import.source import DataSource
 
 __all__ = ["validate_contacts"]

@@ -250,7 +250,7 @@ class StateStore:
 def open_state(config: StateConfig) -> State:
     """The state database a ``[state]`` table names: PostgreSQL for a ``url``, else SQLite at ``path``."""
     if config.url:
-        from truagents_import.state_postgres import PostgresStateStore
+        from truagents_import.state.postgres import PostgresStateStore
 
         return PostgresStateStore(config.url)
     return StateStore(config.path)

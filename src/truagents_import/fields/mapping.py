@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from truagents_import.contact import FIELDS, IDENTITY_FIELDS
+from truagents_import.fields.contact import FIELDS, IDENTITY_FIELDS
 from truagents_import.hookspecs import hookimpl
 from truagents_import.report import escape_name
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import attrs
 
 from truagents_import.errors import ConfigError
-from truagents_import.integration import Integration
-from truagents_import.keys import fingerprint, replace_file
+from truagents_import.remote.integration import Integration
+from truagents_import.remote.keys import fingerprint, replace_file
 
 __all__ = ["HostKeyCheck", "check_host_key", "pin_host_key", "set_host_key"]
 

@@ -21,11 +21,11 @@ import asyncssh
 import attrs
 from fsspec.asyn import get_loop, sync
 
-from truagents_import import keys
 from truagents_import.errors import ConfigError, ConnectError, HostKeyError, TruagentsImportError
+from truagents_import.remote import keys
 
 if TYPE_CHECKING:
-    from truagents_import.check import CheckReport
+    from truagents_import.check.ladder import CheckReport
 
 _CONNECTION_STEPS = ("config", "reachable", "host_key", "auth")
 
@@ -313,9 +313,9 @@ class Integration:
         """The connection rungs of the triage ladder: config, reachable, host_key, auth.
 
         Stops at the first failing step, with the next thing to do; see
-        :func:`truagents_import.check.run_check` for the whole ladder of a data source.
+        :func:`truagents_import.check.ladder.run_check` for the whole ladder of a data source.
         """
-        from truagents_import.check import check_source
+        from truagents_import.check.ladder import check_source
         from truagents_import.source import DataSource
 
         probe = DataSource(name=f"{self.host}:{self.port}", path=".", pattern="*", integration=self)

@@ -40,14 +40,14 @@ import asyncssh
 import attrs
 from fsspec.asyn import get_loop, sync
 
-from truagents_import import keys
 from truagents_import._converter import converter
 from truagents_import.config import Config, SinkConfig, StateConfig
 from truagents_import.errors import ConfigError, ConnectError, KeyFileError, PluginError
-from truagents_import.integration import Integration, close_filesystem
-from truagents_import.mapping import ColumnMapping, resolve_mapping
+from truagents_import.fields.mapping import ColumnMapping, resolve_mapping
 from truagents_import.plugins import Plugins
 from truagents_import.reading import Drift, FileRejected, Layout, header_drift, open_rows
+from truagents_import.remote import keys
+from truagents_import.remote.integration import Integration, close_filesystem
 from truagents_import.report import FileResult, ImportReport, escape_name
 from truagents_import.source import DataSource, RemoteFile, is_temporary, parse_duration
 from truagents_import.state import State, StateStore, open_state
@@ -1133,7 +1133,7 @@ class _Ladder:
         """Run the sample rows through the importer itself (mapping, normalisers, validators)."""
         from fsspec.implementations.local import LocalFileSystem
 
-        from truagents_import.importer import Importer
+        from truagents_import.pipeline.importer import Importer
         from truagents_import.sinks.memory import MemorySink
 
         folder = self.spool / "sample"

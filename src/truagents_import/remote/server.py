@@ -21,7 +21,7 @@ from typing import cast
 
 import asyncssh
 
-from truagents_import.keys import fingerprint, generate_key_pair, public_line
+from truagents_import.remote.keys import fingerprint, generate_key_pair, public_line
 
 __all__ = ["SFTPServer"]
 
