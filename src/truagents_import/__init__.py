@@ -7,10 +7,15 @@ from truagents_import.config import Config, load_config
 from truagents_import.errors import (
     ConfigError,
     ConnectError,
+    DataError,
+    FieldError,
+    FileRejected,
     HostKeyError,
     KeyFileError,
     PluginError,
+    PostgresError,
     TruagentsImportError,
+    UploadNameError,
 )
 from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import Sink, hookimpl
@@ -35,7 +40,10 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "Contact",
+    "DataError",
     "DataSource",
+    "FieldError",
+    "FileRejected",
     "FileResult",
     "HostKeyError",
     "ImportReport",
@@ -45,6 +53,7 @@ __all__ = [
     "KeyFileError",
     "MemorySink",
     "PluginError",
+    "PostgresError",
     "Preview",
     "Problem",
     "Progress",
@@ -53,6 +62,7 @@ __all__ = [
     "Sink",
     "StateStore",
     "TruagentsImportError",
+    "UploadNameError",
     "__version__",
     "hookimpl",
     "keys",

@@ -12,7 +12,7 @@ import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from truagents_import.errors import ConfigError, TruagentsImportError
+from truagents_import.errors import ConfigError, PostgresError
 
 if TYPE_CHECKING:
     import psycopg
@@ -23,10 +23,6 @@ INSTALL_HINT = "pip install 'truagents-import[postgres]'"
 
 _KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _MASK = "***"
-
-
-class PostgresError(TruagentsImportError):
-    """A PostgreSQL server refused or dropped a request. The message never holds a password."""
 
 
 def psycopg_module(what: str) -> Any:

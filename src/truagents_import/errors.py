@@ -1,6 +1,6 @@
-"""The exceptions of truagents_import: one base class and a few specific ones.
+"""The exceptions of truagents_import: one base class, one base for data errors, a few specific ones.
 
-Every message says what happened, to which file or setting, and what to do next.
+Every message says what happened, to which file, row or setting, and what to do next.
 """
 
 from __future__ import annotations
@@ -8,10 +8,15 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectError",
+    "DataError",
+    "FieldError",
+    "FileRejected",
     "HostKeyError",
     "KeyFileError",
     "PluginError",
+    "PostgresError",
     "TruagentsImportError",
+    "UploadNameError",
 ]
 
 
@@ -56,3 +61,32 @@ class PluginError(TruagentsImportError):
         self.plugin = plugin
         #: The hook that was being called, if any.
         self.hook = hook
+
+
+class PostgresError(TruagentsImportError):
+    """A PostgreSQL server refused or dropped a request. The message never holds a password."""
+
+
+class UploadNameError(TruagentsImportError):
+    """A file cannot be delivered under its name (hidden, empty, or with control characters)."""
+
+    exit_status = 2
+
+
+class DataError(TruagentsImportError):
+    """Something in a file's data cannot be imported; ``code`` is the stable problem code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        #: The stable problem code (``empty``, ``invalid_email``, ...).
+        self.code = code
+        #: What is wrong, for people.
+        self.message = message
+
+
+class FileRejected(DataError):
+    """The file as a whole cannot be imported; ``code`` is stable, the message says why."""
+
+
+class FieldError(DataError, ValueError):
+    """A cell's value is not valid for its field; ``code`` is the problem code (``invalid_<field>``)."""

@@ -18,6 +18,8 @@ from typing import IO, BinaryIO
 
 import attrs
 
+from truagents_import.errors import FileRejected
+
 __all__ = ["DELIMITERS", "Drift", "FileRejected", "Layout", "header_drift", "open_rows", "sniff"]
 
 #: Delimiters that are detected, in order of preference on a tie.
@@ -25,15 +27,6 @@ DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
-
-
-class FileRejected(Exception):
-    """The file as a whole cannot be imported; ``code`` is stable, the message says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @attrs.frozen

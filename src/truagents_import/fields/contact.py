@@ -26,6 +26,8 @@ import email_validator
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
+from truagents_import.errors import FieldError
+
 __all__ = [
     "FIELDS",
     "IDENTITY_FIELDS",
@@ -100,15 +102,6 @@ class Contact:
             "source_file": self.source_file,
             "source_row": self.source_row,
         }
-
-
-class FieldError(ValueError):
-    """A cell's value is not valid for its field; ``code`` is the problem code (``invalid_<field>``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 #: A lower-cased address whose local part is a plain ASCII dot-atom (the characters email-validator's

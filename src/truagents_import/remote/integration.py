@@ -21,7 +21,7 @@ import asyncssh
 import attrs
 from fsspec.asyn import get_loop, sync
 
-from truagents_import.errors import ConfigError, ConnectError, HostKeyError, TruagentsImportError
+from truagents_import.errors import ConfigError, ConnectError, HostKeyError, TruagentsImportError, UploadNameError
 from truagents_import.remote import keys
 
 if TYPE_CHECKING:
@@ -544,12 +544,6 @@ class UploadResult:
             "size": self.size,
             "error": self.error,
         }
-
-
-class UploadNameError(TruagentsImportError):
-    """A file cannot be delivered under its name (hidden, empty, or with control characters)."""
-
-    exit_status = 2
 
 
 def temporary_name(name: str) -> str:
