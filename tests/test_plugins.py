@@ -42,7 +42,7 @@ from truagents_import import (
     hookimpl,
     hookspecs,
 )
-from truagents_import.cli import main
+from truagents_import.cli import exit_status, main
 from truagents_import.config import load_config
 from truagents_import.plugins import BLOCK_ENV, Plugins, get_plugin_manager
 from truagents_import.remote.server import SFTPServer
@@ -446,7 +446,7 @@ def test_a_failing_register_sinks_names_the_plugin(
     assert f"plugin {WHO} failed in register_sinks: OSError: no sinks today" in str(caught.value)
     # The command line says the same, and blocking the plugin is the way around it.
     result = CliRunner().invoke(main, ["plugins", "--json"])
-    assert result.exit_code == PluginError.exit_status
+    assert result.exit_code == exit_status(caught.value)
     assert WHO in json.loads(result.stdout)["error"]
     monkeypatch.setenv(BLOCK_ENV, "exploding")
     result = CliRunner().invoke(main, ["plugins", "--json"])

@@ -1,6 +1,7 @@
 """The exceptions of truagents_import: one base class, one base for data errors, a few specific ones.
 
-Every message says what happened, to which file, row or setting, and what to do next.
+Every message says what happened, to which file, row or setting, and what to do next. The
+command line decides which exit status each one gets.
 """
 
 from __future__ import annotations
@@ -23,14 +24,9 @@ __all__ = [
 class TruagentsImportError(Exception):
     """Base class of every error this library raises on purpose."""
 
-    #: The command line's exit status for this error (SPEC 6).
-    exit_status: int = 1
-
 
 class ConfigError(TruagentsImportError):
     """The configuration is missing, malformed or inconsistent."""
-
-    exit_status = 2
 
 
 class KeyFileError(ConfigError):
@@ -39,8 +35,6 @@ class KeyFileError(ConfigError):
 
 class ConnectError(TruagentsImportError):
     """The SFTP server could not be reached or refused us (network or authentication)."""
-
-    exit_status = 3
 
 
 class HostKeyError(ConnectError):
@@ -69,8 +63,6 @@ class PostgresError(TruagentsImportError):
 
 class UploadNameError(TruagentsImportError):
     """A file cannot be delivered under its name (hidden, empty, or with control characters)."""
-
-    exit_status = 2
 
 
 class DataError(TruagentsImportError):

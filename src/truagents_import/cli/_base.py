@@ -1,0 +1,95 @@
+"""What every command shares: ``--json``, the common options, exit statuses and glyphs.
+
+Exit status (SPEC 6): 0 done; 1 done but a file was rejected or failed (or a check step failed);
+2 usage or configuration error; 3 could not connect, authenticate, or the host key did not match.
+The library's errors and reports do not know these numbers: :func:`exit_status` maps them here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from truagents_import.errors import ConfigError, ConnectError, TruagentsImportError, UploadNameError
+from truagents_import.report import ImportReport
+
+if TYPE_CHECKING:
+    from truagents_import.check.ladder import CheckReport
+
+__all__ = ["EXIT_STATUSES", "command", "config_option", "emit_json", "exit_status", "marks", "source_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The exit status of each kind of error; an error takes the status of its nearest listed class.
+EXIT_STATUSES: dict[type[TruagentsImportError], int] = {
+    TruagentsImportError: 1,
+    ConfigError: 2,
+    UploadNameError: 2,
+    ConnectError: 3,
+}
+
+#: One glyph per check step status, and the plain ones for a terminal that cannot show them.
+_MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "-"}
+_ASCII_MARKS = {"pass": "+", "warn": "!", "fail": "x", "skip": "-"}
+
+
+def exit_status(outcome: TruagentsImportError | ImportReport | CheckReport) -> int:
+    """The command line's exit status for an error, an import report or a check report."""
+    if isinstance(outcome, TruagentsImportError):
+        return next(EXIT_STATUSES[cls] for cls in type(outcome).__mro__ if cls in EXIT_STATUSES)
+    if isinstance(outcome, ImportReport):
+        return 0 if outcome.ok else 1
+    failed = outcome.failed
+    if failed is None:
+        return 0
+    return 2 if failed.name == "config" else 1
+
+
+def marks() -> dict[str, str]:
+    """The check step glyphs, or plain ASCII ones when standard output cannot encode them."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        "".join(_MARKS.values()).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return _ASCII_MARKS
+    return _MARKS
+
+
+def emit_json(data: Any) -> None:
+    """Print one JSON document on standard output."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def command(func: F) -> F:
+    """Add ``--json`` and turn library errors into their exit status and a clear message."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> None:
+        try:
+            status = func(*args, as_json=as_json, **kwargs)
+        except TruagentsImportError as exc:
+            code = exit_status(exc)
+            if as_json:
+                emit_json({"error": str(exc), "exit_status": code})
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(code)
+        sys.exit(status or 0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Configuration file (default: ./truagents-import.toml).",
+)
+source_option = click.option("--source", "source_name", default=None, help="Which [[sources]] entry.")
