@@ -10,6 +10,7 @@ from typing import Any, Literal
 import attrs
 
 from truagents_import._converter import converter
+from truagents_import._safety import escape_name
 
 __all__ = ["FileResult", "FileStatus", "ImportReport", "Problem", "Totals", "escape_name"]
 
@@ -20,11 +21,6 @@ FileStatus = Literal["imported", "skipped", "incomplete", "rejected", "failed"]
 MAX_PROBLEMS = 100
 
 _VALUE_LIMIT = 80
-
-
-def escape_name(name: str) -> str:
-    """Show an untrusted name safely: control characters become escapes (SPEC 8)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def _truncate(value: str | None) -> str | None:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from truagents_import._safety import escape_name
 from truagents_import.fields.contact import FIELDS, IDENTITY_FIELDS
 from truagents_import.hookspecs import hookimpl
-from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
     from truagents_import.source import DataSource

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from truagents_import._jsontext import dumps_attributes
+from truagents_import._safety import neutralise_cell
 from truagents_import.errors import ConfigError
 from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
@@ -19,13 +20,6 @@ __all__ = ["CSV_HEADER", "CSVSink", "neutralise_cell"]
 
 #: The columns of the file, in order: the fields of :class:`Contact`, as :meth:`Contact.to_dict` names them.
 CSV_HEADER: tuple[str, ...] = tuple(field.name for field in attrs.fields(Contact))
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value: str) -> str:
-    """A cell a spreadsheet would run as a formula (``= + - @``, tab, CR first) gets a leading apostrophe."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _cells(c: Contact) -> list[str]:
