@@ -29,6 +29,7 @@ from truagents_import._postgres import mask_url
 from truagents_import.config import parse_config
 from truagents_import.report import FileResult
 from truagents_import.sinks.postgres import PostgresSink
+from truagents_import.state import ClaimRefused
 from truagents_import.state.postgres import PostgresStateStore
 
 IN_CI = os.environ.get("CI") == "true"
@@ -178,7 +179,7 @@ import sys, time
 from truagents_import.state.postgres import PostgresStateStore
 store = PostgresStateStore(sys.argv[1])
 claim = store.claim("crm", "f" * 64, "/inbox/held.csv")
-print("claimed" if not isinstance(claim, str) else claim, flush=True)
+print("claimed" if type(claim).__name__ == "Claim" else claim.message, flush=True)
 time.sleep(600)
 """
 
@@ -191,15 +192,15 @@ def test_state_store_follows_the_protocol(tmp_path: Path, pg_url: str) -> None:
     for store in (pg, lite):
         assert store.file_state(SOURCE, "/in/a.csv", 10, mtime) == "new"
         first = store.claim(SOURCE, "a" * 64, "/in/a.csv")
-        assert not isinstance(first, str)
-        assert str(store.claim(SOURCE, "a" * 64, "/in/a.csv")).startswith("being imported by another importer")
+        assert not isinstance(first, ClaimRefused)
+        assert store.claim(SOURCE, "a" * 64, "/in/a.csv").message.startswith("being imported by another importer")
         result = FileResult("/in/a.csv", "imported", rows=2, imported=2, sha256="a" * 64, size=10)
         store.record(SOURCE, result, mtime=mtime, header=["id", "email"], started_at=started)
         store.release(first)
-        assert store.claim(SOURCE, "a" * 64, "/in/a.csv") == "already imported"
-        assert store.claim(SOURCE, "a" * 64, "/in/b.csv") == "same content already imported as /in/a.csv"
+        assert store.claim(SOURCE, "a" * 64, "/in/a.csv").message == "already imported"
+        assert store.claim(SOURCE, "a" * 64, "/in/b.csv").message == "same content already imported as /in/a.csv"
         forced = store.claim(SOURCE, "a" * 64, "/in/a.csv", force=True)
-        assert not isinstance(forced, str)
+        assert not isinstance(forced, ClaimRefused)
         store.release(forced)
         assert store.imported_sha(SOURCE, "a" * 64) == "/in/a.csv" and store.imported_sha(SOURCE, "b" * 64) is None
         assert store.file_state(SOURCE, "/in/a.csv", 10, mtime) == "imported"
@@ -215,13 +216,13 @@ def test_state_store_follows_the_protocol(tmp_path: Path, pg_url: str) -> None:
 def test_two_state_connections_exclude_each_other(pg_url: str) -> None:
     one, two = PostgresStateStore(pg_url), PostgresStateStore(pg_url)
     claim = one.claim(SOURCE, "c" * 64, "/in/c.csv")
-    assert not isinstance(claim, str)
+    assert not isinstance(claim, ClaimRefused)
     refused = two.claim(SOURCE, "c" * 64, "/in/c2.csv")
-    assert isinstance(refused, str) and refused.startswith("being imported by another importer")
-    assert claim.owner in refused and "/in/c.csv" in refused
+    assert isinstance(refused, ClaimRefused) and refused.message.startswith("being imported by another importer")
+    assert claim.owner in refused.message and "/in/c.csv" in refused.message
     one.release(claim)
     again = two.claim(SOURCE, "c" * 64, "/in/c2.csv")
-    assert not isinstance(again, str)
+    assert not isinstance(again, ClaimRefused)
     two.release(again)
     one.close()
     two.close()
@@ -234,15 +235,15 @@ def test_a_killed_worker_does_not_block_its_file(tmp_path: Path, pg_url: str) ->
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
         store = PostgresStateStore(pg_url)
-        assert str(store.claim(SOURCE, "f" * 64, "/inbox/held.csv")).startswith("being imported by another")
+        assert store.claim(SOURCE, "f" * 64, "/inbox/held.csv").message.startswith("being imported by another")
         os.kill(child.pid, signal.SIGKILL)  # a crash: no release, no clean close
         child.wait(timeout=60)
         deadline = time.monotonic() + 60  # the server notices the closed socket; give it ample time
         taken = store.claim(SOURCE, "f" * 64, "/inbox/held.csv")
-        while isinstance(taken, str) and time.monotonic() < deadline:
+        while isinstance(taken, ClaimRefused) and time.monotonic() < deadline:
             time.sleep(0.2)
             taken = store.claim(SOURCE, "f" * 64, "/inbox/held.csv")
-        assert not isinstance(taken, str), taken
+        assert not isinstance(taken, ClaimRefused), taken
         store.release(taken)
         store.close()
     finally:

@@ -1,5 +1,30 @@
 """What was imported, and who is importing what now: the state database (SQLite or PostgreSQL)."""
 
-from truagents_import.state.store import CLAIM_LEASE, Claim, State, StateStore, open_state, record_values
+from __future__ import annotations
 
-__all__ = ["CLAIM_LEASE", "Claim", "State", "StateStore", "open_state", "record_values"]
+from typing import TYPE_CHECKING
+
+from truagents_import.state.base import CLAIM_LEASE, Claim, ClaimRefused, State, record_values
+from truagents_import.state.postgres import PostgresStateStore
+from truagents_import.state.sqlite import StateStore
+
+if TYPE_CHECKING:
+    from truagents_import.config import StateConfig
+
+__all__ = [
+    "CLAIM_LEASE",
+    "Claim",
+    "ClaimRefused",
+    "PostgresStateStore",
+    "State",
+    "StateStore",
+    "open_state",
+    "record_values",
+]
+
+
+def open_state(config: StateConfig) -> State:
+    """The state database a ``[state]`` table names: PostgreSQL for a ``url``, else SQLite at ``path``."""
+    if config.url:
+        return PostgresStateStore(config.url)
+    return StateStore(config.path)

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from truagents_import._postgres import PostgresError, connect, lock_key, mask_url, psycopg_module, scrub
 from truagents_import.errors import ConfigError
-from truagents_import.state import Claim, record_values
+from truagents_import.state.base import (
+    Claim,
+    ClaimRefused,
+    new_owner,
+    record_values,
+    refused_as_imported,
+    refused_as_taken,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -186,7 +190,7 @@ class PostgresStateStore:
         )
         return None if row is None else list(json.loads(row[0]))
 
-    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | str:
+    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | ClaimRefused:
         """Take the right to import this content, or say why not (already imported, or being
         imported by another importer). The claim is a session advisory lock: it lasts until
         :meth:`release`, or until this store's connection ends, however it ends. ``force``
@@ -194,8 +198,8 @@ class PostgresStateStore:
         key = lock_key("claim", source, sha256)
         if key in self._held:
             claim, held_path = self._held[key]
-            return f"being imported by another importer ({claim.owner}, as {held_path})"
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            return refused_as_taken(f"{claim.owner}, as {held_path}")
+        owner = new_owner()
         with self._errors("claiming a file") as conn:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
             if row is None or not row[0]:
@@ -204,7 +208,7 @@ class PostgresStateStore:
                     (source, sha256),
                 ).fetchone()
                 who = "its claim is being recorded" if holder is None else f"{holder[0]}, as {holder[1]}"
-                return f"being imported by another importer ({who})"
+                return refused_as_taken(who)
             try:
                 # Checked under the lock: an importer that held it recorded its outcome before releasing.
                 done = None if force else self.imported_sha(source, sha256)
@@ -222,7 +226,7 @@ class PostgresStateStore:
                 raise
             if done is not None:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                return "already imported" if done == path else f"same content already imported as {done}"
+                return refused_as_imported(done, path)
         claim = Claim(source, sha256, owner)
         self._held[key] = (claim, path)
         return claim

@@ -8,25 +8,29 @@ database claim each content before importing it, so two of them never import the
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-import attrs
+from typing import TYPE_CHECKING
 
 from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError
+from truagents_import.state.base import (
+    CLAIM_LEASE,
+    Claim,
+    ClaimRefused,
+    new_owner,
+    owner_alive,
+    record_values,
+    refused_as_imported,
+    refused_as_taken,
+)
 
 if TYPE_CHECKING:
-    from truagents_import.config import StateConfig
     from truagents_import.report import FileResult
     from truagents_import.source import FileState
 
-__all__ = ["CLAIM_LEASE", "Claim", "State", "StateStore", "open_state"]
+__all__ = ["StateStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -57,78 +61,6 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (source, sha256)
 );
 """
-
-#: A claim older than this is taken over even when its owner cannot be checked (another host).
-CLAIM_LEASE = timedelta(hours=6)
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_alive(owner: str) -> bool | None:
-    """True/False for an owner on this host (is its process alive?), None for another host."""
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return None
-    try:
-        os.kill(int(rest.split(":", 1)[0]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def record_values(
-    source: str, result: FileResult, mtime: datetime | None, header: list[str] | None
-) -> tuple[object, ...]:
-    """The columns every state database records for one file, in the order of its ``files`` table
-    (source, path, size, mtime, sha256, status, reason, rows, imported, rejected, duplicates, header)."""
-    return (
-        source,
-        result.path,
-        result.size,
-        None if mtime is None else mtime.isoformat(),
-        result.sha256,
-        result.status,
-        result.reason,
-        result.rows,
-        result.imported,
-        result.rejected,
-        result.duplicates,
-        None if header is None else json.dumps(header),
-    )
-
-
-@attrs.frozen
-class Claim:
-    """The right to import one content of one source, held until released."""
-
-    source: str
-    sha256: str
-    owner: str
-
-
-class State(Protocol):
-    """What the importer needs of a state database (SQLite here; PostgreSQL for many workers)."""
-
-    def imported_sha(self, source: str, sha256: str) -> str | None: ...
-    def file_state(self, source: str, path: str, size: int, mtime: datetime) -> FileState: ...
-    def last_header(self, source: str) -> list[str] | None: ...
-    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | str: ...
-    def release(self, claim: Claim) -> None: ...
-    def record(
-        self,
-        source: str,
-        result: FileResult,
-        *,
-        mtime: datetime | None,
-        header: list[str] | None,
-        started_at: datetime,
-    ) -> None: ...
-    def history(self, source: str) -> list[dict[str, object]]: ...
-    def close(self) -> None: ...
 
 
 class StateStore:
@@ -182,11 +114,11 @@ class StateStore:
         ).fetchone()
         return None if row is None else list(json.loads(row[0]))
 
-    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | str:
+    def claim(self, source: str, sha256: str, path: str, *, force: bool = False) -> Claim | ClaimRefused:
         """Take the right to import this content, or say why not (already imported, or being
         imported by a live importer). A claim whose owner died is taken over; ``force`` claims
         content that was imported before."""
-        owner = _owner()
+        owner = new_owner()
         now = datetime.now(UTC)
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -199,18 +131,18 @@ class StateStore:
 
     def _claim_locked(
         self, source: str, sha256: str, path: str, owner: str, now: datetime, *, force: bool
-    ) -> Claim | str:
+    ) -> Claim | ClaimRefused:
         done = None if force else self.imported_sha(source, sha256)
         if done is not None:
-            return "already imported" if done == path else f"same content already imported as {done}"
+            return refused_as_imported(done, path)
         row = self._db.execute(
             "SELECT owner, claimed_at, path FROM claims WHERE source = ? AND sha256 = ?", (source, sha256)
         ).fetchone()
         if row is not None:
-            alive = _owner_alive(row[0])
+            alive = owner_alive(row[0])
             fresh = now - datetime.fromisoformat(row[1]) < CLAIM_LEASE
             if alive or (alive is None and fresh):
-                return f"being imported by another importer ({row[0]}, as {row[2]})"
+                return refused_as_taken(f"{row[0]}, as {row[2]}")
         self._db.execute(
             "INSERT OR REPLACE INTO claims (source, sha256, path, owner, claimed_at) VALUES (?, ?, ?, ?, ?)",
             (source, sha256, path, owner, now.isoformat()),
@@ -245,12 +177,3 @@ class StateStore:
         cur = self._db.execute("SELECT * FROM files WHERE source = ? ORDER BY id", (source,))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def open_state(config: StateConfig) -> State:
-    """The state database a ``[state]`` table names: PostgreSQL for a ``url``, else SQLite at ``path``."""
-    if config.url:
-        from truagents_import.state.postgres import PostgresStateStore
-
-        return PostgresStateStore(config.url)
-    return StateStore(config.path)
