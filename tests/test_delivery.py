@@ -18,6 +18,7 @@ from conftest import Endpoint
 from truagents_import import DataSource, Importer, MemorySink, SQLiteSink, StateStore, hookimpl
 from truagents_import.remote.server import SFTPServer
 from truagents_import.report import ImportReport
+from truagents_import.state import ClaimRefused
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -227,8 +228,8 @@ CHILD = textwrap.dedent(
             return []
 
     class Sink(SQLiteSink):
-        def _load_staging(self, staging, source, file):
-            super()._load_staging(staging, source, file)
+        def load_staging(self, staging, source, file, merge=None):
+            super().load_staging(staging, source, file, merge)
             if crash == "load" and file.endswith("b.csv"):
                 die()  # b.csv is in the sink's open transaction, not committed
 
@@ -360,14 +361,14 @@ def test_processes_creating_one_sqlite_database_at_once(tmp_path: Path) -> None:
 def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     state = StateStore(tmp_path / "s.db")
     claim = state.claim("s", "abc", "/in/a.csv")
-    assert not isinstance(claim, str)
-    assert "being imported by another importer" in str(state.claim("s", "abc", "/in/a.csv"))
+    assert not isinstance(claim, ClaimRefused)
+    assert "being imported by another importer" in state.claim("s", "abc", "/in/a.csv").message
     # Pretend the holder was a process that no longer exists on this host.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True).stdout.strip()
     host = claim.owner.split(":")[0]
     state._db.execute("update claims set owner = ?", (f"{host}:{dead}:x",))
-    assert not isinstance(state.claim("s", "abc", "/in/a.csv"), str)
+    assert not isinstance(state.claim("s", "abc", "/in/a.csv"), ClaimRefused)
 
 
 def test_sqlite_sink_between_runs(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, SQLiteSink, hookimpl
 from truagents_import.fields import contact
 from truagents_import.fields.contact import FieldError, normalise_email, normalise_phone
-from truagents_import.pipeline import importer as importer_module
+from truagents_import.pipeline import parallel as parallel_module
 from truagents_import.report import FileResult
 
 SEED = 20261124
@@ -648,7 +648,7 @@ def _import_twice(
 ) -> tuple[FileResult, list[Contact], str | None]:
     """Import ``folder``'s one file row by row and with the worker; assert the outcomes are equal; return one."""
     received = 0
-    receive = importer_module._Worker.receive
+    receive = parallel_module.Worker.receive
 
     def counting_receive(self: Any) -> Any:
         nonlocal received
@@ -656,14 +656,14 @@ def _import_twice(
         received += 1
         return answer
 
-    monkeypatch.setattr(importer_module._Worker, "receive", counting_receive)
-    start = importer_module._Worker.__init__
+    monkeypatch.setattr(parallel_module.Worker, "receive", counting_receive)
+    start = parallel_module.Worker.__init__
 
     def started(self: Any) -> None:
         start(self)
         self.usable(wait=30)  # these files are small: let the worker start before the first chunk
 
-    monkeypatch.setattr(importer_module._Worker, "__init__", started)
+    monkeypatch.setattr(parallel_module.Worker, "__init__", started)
     outcomes = []
     for parallel in (False, True):
         source = DataSource(name="diff", path=str(folder), min_age=0, encoding="utf-8", delimiter=",", **options)
@@ -687,14 +687,14 @@ def test_the_sqlite_sink_gets_the_same_rows_every_way(tmp_path: Path, monkeypatc
     """SQLite takes the staging file in SQL, built by the helper process or here; a sink that only
     writes Contact batches gets the same rows: the same contacts, columns and JSON text."""
     started: list[object] = []
-    start = importer_module._Worker.__init__
+    start = parallel_module.Worker.__init__
 
     def ready(self: Any) -> None:
         started.append(self)
         start(self)
         self.usable(wait=30)  # a small file: let the helper start before the first chunk
 
-    monkeypatch.setattr(importer_module._Worker, "__init__", ready)
+    monkeypatch.setattr(parallel_module.Worker, "__init__", ready)
 
     class Writing(SQLiteSink):
         def write(self, contacts: Sequence[Contact]) -> None:
@@ -717,18 +717,18 @@ def test_the_sqlite_sink_gets_the_same_rows_every_way(tmp_path: Path, monkeypatc
                 " attributes, source, source_file, source_row FROM contacts ORDER BY identity"
             ).fetchall())  # fmt: skip
     assert tables[0] == tables[1] == tables[2]
-    assert len(started) == (1 if importer_module._usable_cpus() >= 2 else 0)
+    assert len(started) == (1 if parallel_module.usable_cpus() >= 2 else 0)
 
 
 def test_parallel_false_starts_no_helper_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
-    start = importer_module._Worker.__init__
+    start = parallel_module.Worker.__init__
 
     def recording(self: Any) -> None:
         started.append(self)
         start(self)
 
-    monkeypatch.setattr(importer_module._Worker, "__init__", recording)
+    monkeypatch.setattr(parallel_module.Worker, "__init__", recording)
     make_file(tmp_path / "inbox", "US", 3000)
     results = []
     for parallel in (False, True):
@@ -736,7 +736,7 @@ def test_parallel_false_starts_no_helper_process(tmp_path: Path, monkeypatch: py
         with Importer(source, MemorySink(), entry_points=False, parallel=parallel) as imp:
             imp._parallel_min_bytes = 0  # every file counts as large
             results.append(imp.run().files[0])
-        assert len(started) == (0 if not parallel or importer_module._usable_cpus() < 2 else 1)
+        assert len(started) == (0 if not parallel or parallel_module.usable_cpus() < 2 else 1)
     assert results[0] == results[1]
 
 
@@ -794,7 +794,7 @@ def test_the_worker_and_a_failing_plugin(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_worker_that_dies_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the worker process cannot run, the importer builds every row itself."""
-    monkeypatch.setattr(importer_module, "_WORKER_CODE", "import sys; sys.exit(3)")
+    monkeypatch.setattr(parallel_module, "_WORKER_CODE", "import sys; sys.exit(3)")
     make_file(tmp_path / "inbox", "GB", 5_000)
     result, contacts, _ = _import_twice(
         tmp_path / "inbox", tmp_path, monkeypatch, worker_answers=False, default_region="GB"

@@ -351,7 +351,7 @@ def test_sqlite_sink_contents(tmp_path: Path, merge: str, path: str) -> None:
     db = tmp_path / "contacts.db"
     check = table_checker(lambda: sqlite_rows(db), merge, {})
     kind = SQLiteSink if path == "staging" else WritingSQLiteSink
-    assert kind(tmp_path / "probe.db")._takes_staging() is (path == "staging")
+    assert kind(tmp_path / "probe.db").takes_staging() is (path == "staging")
     run_scenario(tmp_path, lambda: kind(db, merge=merge), check)  # type: ignore[arg-type]
 
 

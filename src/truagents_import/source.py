@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from truagents_import._safety import escape_name
 from truagents_import.errors import ConfigError
+from truagents_import.pipeline.preview import Preview, preview_file
+from truagents_import.pipeline.read import read_contacts
+from truagents_import.plugins import Plugins
 from truagents_import.remote.integration import Integration
-from truagents_import.report import escape_name
 
 if TYPE_CHECKING:
     from truagents_import.check.ladder import CheckReport
     from truagents_import.fields.contact import Contact
-    from truagents_import.pipeline.preview import Preview
     from truagents_import.state import State
 
 __all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
@@ -310,25 +312,11 @@ class DataSource:
 
         Nothing is written anywhere: no sink, no state, and ``after_import`` is not applied.
         """
-        from truagents_import.pipeline.importer import Importer
-        from truagents_import.sinks.memory import MemorySink
-
-        sink = MemorySink()
-        untouched = attrs.evolve(self, after_import="leave", merge=None)
-        importer = Importer(untouched, sink, plugins=plugins)
-        try:
-            importer.run(files=[file], force=True)
-        finally:
-            importer.state.close()
-        return sink.contacts
+        return read_contacts(self, file, plugins=Plugins.build(plugins))
 
     def preview(self, file: RemoteFile | str, *, rows: int = 10, sample: int = 1000) -> Preview:
         """A quick look at one file: encoding, delimiter, header, mapping, first rows, sample validity."""
-        from truagents_import.pipeline.importer import Importer
-        from truagents_import.sinks.memory import MemorySink
-
-        with Importer(self, MemorySink()) as importer:
-            return importer.preview(file, rows=rows, sample=sample)
+        return preview_file(self, file, plugins=Plugins.build(), rows=rows, sample=sample)
 
     def check(self, *, run_all: bool = False, plugins: Sequence[object] = ()) -> CheckReport:
         """Walk the triage ladder for this source (without a sink or state: those steps skip).

@@ -1,16 +1,34 @@
-"""Preview: a quick look at one file's shape, mapping, first rows and sample validity."""
+"""Preview: a quick look at one file's shape, mapping, first rows and sample validity.
+
+:func:`preview_file` fetches the file, reads its first rows through the one row pipeline
+(:class:`~truagents_import.pipeline.process.RowPipeline`) and writes nothing anywhere.
+"""
 
 from __future__ import annotations
 
 import html
+import itertools
+import tempfile
 from collections import Counter
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from truagents_import.report import escape_name
+from truagents_import._safety import escape_name
+from truagents_import.errors import PluginError
+from truagents_import.pipeline.fetch import download, open_local_rows
+from truagents_import.pipeline.process import RowPipeline, checked_mapping
+from truagents_import.reading import FileRejected, header_drift
+from truagents_import.report import Problem
 
-__all__ = ["Preview"]
+if TYPE_CHECKING:
+    from truagents_import.plugins import Plugins
+    from truagents_import.source import DataSource, RemoteFile
+    from truagents_import.state import State
+
+__all__ = ["Preview", "preview_file"]
 
 
 @attrs.define
@@ -69,3 +87,68 @@ class Preview:
         if self.rejected_because:
             extra += f"<p><b>file would be rejected:</b> {esc(self.rejected_because)}</p>"
         return f"<p>{facts}</p>{extra}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def preview_file(
+    source: DataSource,
+    file: RemoteFile | str,
+    *,
+    plugins: Plugins,
+    state: State | None = None,
+    rows: int = 10,
+    sample: int = 1000,
+) -> Preview:
+    """Encoding, delimiter, header, mapping, the first ``rows`` rows and validation counts on the
+    first ``sample`` rows of one file of ``source``, writing nothing anywhere (``state``: where
+    the last imported header is found, for drift)."""
+    path = file if isinstance(file, str) else file.path
+    if not path.startswith("/") and not Path(path).is_absolute():
+        path = f"{source.path.rstrip('/')}/{path}"
+    listing = {f.path: f for f in source.list_files(state)}
+    remote = listing.get(path)
+    out = Preview(path=path, size=remote.size if remote is not None else None)
+    with tempfile.TemporaryDirectory(prefix="truagents-preview-") as spool:
+        local = Path(spool) / "0.data"
+        download(source, remote if remote is not None else path, local)
+        try:
+            _preview_rows(out, source, local, plugins, state, rows, sample)
+        except FileRejected as exc:
+            out.rejected_because = exc.message
+        except PluginError as exc:
+            out.rejected_because = str(exc)
+    return out
+
+
+def _preview_rows(
+    out: Preview, source: DataSource, local: Path, plugins: Plugins, state: State | None, rows: int, sample: int
+) -> None:
+    with open_local_rows(source, local) as (layout, it):
+        out.compression, out.encoding, out.delimiter = layout.compression, layout.encoding, layout.delimiter
+        out.header = layout.header
+        drift = header_drift(None if state is None else state.last_header(source.name), layout.header)
+        if drift is not None:
+            out.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+            out.warnings.append(drift.describe())
+        mapping = checked_mapping(layout.header, plugins, source, out.path)
+        out.mapping = dict(mapping.by_column)
+        out.warnings.extend(mapping.warnings)
+        codes: Counter[str] = Counter()
+
+        def rejected(_: list[str] | None, problems: list[Problem]) -> None:
+            codes[problems[0].code] += 1
+
+        def shown(rows_in: Iterator[list[str] | None]) -> Iterator[list[str] | None]:
+            for row in rows_in:
+                if row is not None and len(out.rows) < rows:
+                    out.rows.append(row)
+                yield row
+
+        pipeline = RowPipeline(
+            source, layout.header, mapping, plugins=plugins, file=out.path, on_reject=rejected, batch_size=sample
+        )
+        for _ in pipeline.batches(shown(itertools.islice(it, sample))):
+            pass
+        out.sampled = pipeline.rows
+        out.rejected = sum(codes.values())
+        out.valid = out.sampled - out.rejected
+        out.count(codes)

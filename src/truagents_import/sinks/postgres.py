@@ -17,7 +17,7 @@ from truagents_import._postgres import PostgresError, connect, lock_key, mask_ur
 from truagents_import.errors import ConfigError
 from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
-from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy
+from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy, check_merge_policy
 
 if TYPE_CHECKING:
     import psycopg
@@ -146,6 +146,8 @@ class PostgresSink:
         self._url = url
         self.table = table
         self.merge = merge
+        #: The policy a source passed for the file being written (:meth:`write_merged`), until commit.
+        self._file_merge: MergePolicy | None = None
         self.connect_timeout = connect_timeout
         pg_sql = self._psycopg.sql
         ident = pg_sql.Identifier(*table.split("."))
@@ -213,6 +215,12 @@ class PostgresSink:
 
     def write(self, contacts: Sequence[Contact]) -> None:
         """COPY a batch into the file's temporary table (nothing reaches the table before ``commit``)."""
+        self.write_merged(contacts, self._file_merge or self.merge)
+
+    def write_merged(self, contacts: Sequence[Contact], merge: MergePolicy) -> None:
+        """:meth:`write` with ``merge`` as the policy of the upsert at the next :meth:`commit`
+        (a source's ``merge`` option, for this file's contacts)."""
+        self._file_merge = check_merge_policy(merge, "postgres")
         if not contacts:
             return
         for c in contacts:
@@ -251,22 +259,25 @@ class PostgresSink:
     def commit(self) -> None:
         """Upsert everything written since the last commit and commit: durable once this returns."""
         if not self._pending:
+            self._file_merge = None
             return
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                cur.execute(self._upsert_sqls[self.merge])
+                cur.execute(self._upsert_sqls[self._file_merge or self.merge])
             conn.commit()
         except self._psycopg.Error as exc:
             raise self._failed("upsert", exc) from None
         self._pending = False
         self._seq = 0
+        self._file_merge = None
 
     def rollback(self) -> None:
         """Abandon everything written since the last commit (a lost connection is dropped, to be reopened)."""
         conn = self._conn
         self._pending = False
         self._seq = 0
+        self._file_merge = None
         if conn is None:
             return
         if conn.closed or conn.broken:

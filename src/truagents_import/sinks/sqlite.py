@@ -13,7 +13,14 @@ from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError
 from truagents_import.fields.contact import Contact
 from truagents_import.hookspecs import SinkFactory, hookimpl
-from truagents_import.sinks._merge import MERGE_POLICIES, MergeOption, MergePolicy, merge_attributes, union_tags
+from truagents_import.sinks._merge import (
+    MERGE_POLICIES,
+    MergeOption,
+    MergePolicy,
+    check_merge_policy,
+    merge_attributes,
+    union_tags,
+)
 
 __all__ = ["SQLiteSink"]
 
@@ -92,8 +99,10 @@ class SQLiteSink:
 
     ``tags`` and ``attributes`` are stored as JSON text; ``unsubscribed`` as 1, 0 or NULL.
     ``merge`` is the merge policy for a contact already stored (see
-    docs/sinks.md): ``"merge"`` (the default) or ``"replace"``; a source's ``merge`` option sets it
-    for that source's files.
+    docs/sinks.md): ``"merge"`` (the default) or ``"replace"``; a source's ``merge`` option is
+    passed for that source's files (:meth:`write_merged`, :meth:`load_staging`). It is a
+    :class:`~truagents_import.sinks.Rollback`, :class:`~truagents_import.sinks.Upserting` and
+    :class:`~truagents_import.sinks.BulkLoad` sink.
     """
 
     merge = MergeOption("sqlite")
@@ -119,13 +128,17 @@ class SQLiteSink:
 
     def write(self, contacts: Sequence[Contact]) -> None:
         """Upsert a batch inside the file's transaction."""
+        self.write_merged(contacts, self.merge)
+
+    def write_merged(self, contacts: Sequence[Contact], merge: MergePolicy) -> None:
+        """:meth:`write` with ``merge`` as this batch's merge policy (a source's ``merge`` option)."""
         if not self._in_transaction:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_transaction = True
         now = datetime.now(UTC).isoformat()
         tags, attributes = dumps_tags, dumps_attributes
         self._db.executemany(
-            self._upserts[self.merge],
+            self._upserts[check_merge_policy(merge, "sqlite")],
             [
                 (
                     c.identity,
@@ -148,12 +161,12 @@ class SQLiteSink:
             ],
         )
 
-    def _takes_staging(self) -> bool:
-        """Whether the importer may hand this sink its staging file (:meth:`_load_staging`) instead of
+    def takes_staging(self) -> bool:
+        """Whether the importer may hand this sink its staging file (:meth:`load_staging`) instead of
         calling :meth:`write`: not when a subclass changed what ``write`` does."""
         return type(self).write is SQLiteSink.write
 
-    def _load_staging(self, staging: Path, source: str, file: str) -> None:
+    def load_staging(self, staging: Path, source: str, file: str, merge: MergePolicy | None = None) -> None:
         """Upsert every contact of the importer's staging file of ``source``'s ``file``, in row order,
         inside the file's transaction: what :meth:`write` does with the same contacts, in one statement.
 
@@ -168,7 +181,8 @@ class SQLiteSink:
         self._db.execute("BEGIN IMMEDIATE")
         self._in_transaction = True
         now = datetime.now(UTC).isoformat()
-        self._db.execute(self._load_sql[self.merge], (source, file, now, now))
+        policy = self.merge if merge is None else check_merge_policy(merge, "sqlite")
+        self._db.execute(self._load_sql[policy], (source, file, now, now))
 
     def _detach(self) -> None:
         if self._attached:

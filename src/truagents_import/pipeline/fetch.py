@@ -1,0 +1,59 @@
+"""A remote file brought to the local spool once (hashed on the way), and its rows opened from there.
+
+Import, preview and :meth:`DataSource.read` all fetch through here: one retry on a fresh
+connection when the server dropped the old one (SFTP-NOTES: a dead sshfs instance stays dead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from truagents_import.reading import Layout, open_rows
+
+if TYPE_CHECKING:
+    from truagents_import.source import DataSource, RemoteFile
+
+__all__ = ["CONNECTION_ERRORS", "download", "open_local_rows"]
+
+#: Errors of a connection that died under us: the download is tried once more on a new one.
+CONNECTION_ERRORS = (
+    asyncssh.SFTPNoConnection,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.ConnectionLost,
+    asyncssh.ChannelOpenError,
+    asyncssh.DisconnectError,
+    ConnectionError,
+    BrokenPipeError,
+    TimeoutError,
+)
+
+
+def download(
+    source: DataSource, remote: RemoteFile | str, dest: Path, progress: Callable[[int], None] | None = None
+) -> str:
+    """Copy ``remote`` to ``dest`` and return its sha256, reconnecting once if the connection had died."""
+    try:
+        return source.download(remote, dest, progress)
+    except CONNECTION_ERRORS:
+        if source.integration is None:
+            raise
+        source.integration.reconnect()
+        return source.download(remote, dest, progress)
+
+
+def open_local_rows(
+    source: DataSource, local: Path
+) -> AbstractContextManager[tuple[Layout, Iterator[list[str] | None]]]:
+    """:func:`~truagents_import.reading.open_rows` of a fetched file, with the source's reading options."""
+    return open_rows(
+        local,
+        encoding=source.encoding,
+        delimiter=source.delimiter,
+        max_field_size=source.max_field_size,
+        max_decompressed_size=source.max_decompressed_size,
+    )

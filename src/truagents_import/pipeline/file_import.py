@@ -1,0 +1,256 @@
+"""One file's import: claim its content, download it, run its rows, deliver the survivors, record.
+
+Each step leaves nothing half-done: contacts reach the sink only after the whole file was read
+and judged, in one transaction committed before the state records the file; a failure before
+the commit rolls the sink back (when it can, :class:`~truagents_import.sinks.Rollback`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
+
+import asyncssh
+import attrs
+
+from truagents_import.errors import ConnectError, PluginError
+from truagents_import.fields.mapping import ColumnMapping
+from truagents_import.pipeline.fetch import download, open_local_rows
+from truagents_import.pipeline.parallel import fewer_collections
+from truagents_import.pipeline.process import AcceptedBatch, RowPipeline, checked_mapping
+from truagents_import.pipeline.rejects import Rejects, rejects_file_name, unique_rejects_path
+from truagents_import.pipeline.staging import Staging
+from truagents_import.reading import FileRejected, Layout, header_drift
+from truagents_import.report import FileResult, Problem
+from truagents_import.sinks.capabilities import BulkLoad, Rollback, Upserting
+from truagents_import.state import Claim, ClaimRefused
+
+if TYPE_CHECKING:
+    from truagents_import.pipeline.importer import Importer
+    from truagents_import.sinks._merge import MergePolicy
+    from truagents_import.source import RemoteFile
+
+__all__ = ["FileImport", "Progress", "ProgressCallback"]
+
+
+@attrs.frozen
+class Progress:
+    """Where a run is, for progress bars: the file, its bytes downloaded and rows read so far."""
+
+    file: str
+    phase: Literal["download", "rows", "done"]
+    bytes_done: int = 0
+    bytes_total: int = 0
+    rows: int = 0
+
+
+#: A progress callback: called often, it must return quickly.
+ProgressCallback = Callable[[Progress], None]
+
+
+class FileImport:
+    """The import of one remote file by an :class:`~truagents_import.Importer` (its source, sink,
+    state, plugins and helper process), in the run's spool folder."""
+
+    def __init__(
+        self, importer: Importer, remote: RemoteFile, spool: Path, index: int, progress: ProgressCallback | None
+    ) -> None:
+        self.importer = importer
+        self.source = importer.source
+        self.remote = remote
+        self.spool = spool
+        self.index = index
+        self.progress = progress
+        self.started = datetime.now(UTC)
+        self.result = FileResult(remote.path, "imported", size=remote.size)
+
+    def run(self, *, dry_run: bool, force: bool) -> FileResult:
+        """Import the file (``dry_run``: everything but the sink and the state) and say how it went."""
+        result, state, name = self.result, self.importer.state, self.source.name
+        local = self.spool / f"{self.index}.data"
+        try:
+            result.sha256 = self._download(local)
+        except (OSError, asyncssh.Error, ConnectError) as exc:
+            result.status, result.reason = "failed", f"download failed: {exc}"
+            return result
+        claim: Claim | None = None
+        if dry_run:
+            earlier = None if force else state.imported_sha(name, result.sha256)
+            if earlier is not None:
+                result.status = "skipped"
+                same = earlier == self.remote.path
+                result.reason = "already imported" if same else f"same content already imported as {earlier}"
+                return result
+        else:
+            taken = state.claim(name, result.sha256, self.remote.path, force=force)
+            if isinstance(taken, ClaimRefused):
+                result.status, result.reason = "skipped", taken.message
+                if taken.to_record:
+                    state.record(name, result, mtime=self.remote.mtime, header=None, started_at=self.started)
+                return result
+            claim = taken
+        try:
+            with fewer_collections():
+                return self._process(local, dry_run=dry_run)
+        finally:
+            if claim is not None:
+                state.release(claim)
+
+    def _download(self, local: Path) -> str:
+        report, remote = self.progress, self.remote
+        tick = None if report is None else lambda n: report(Progress(remote.path, "download", n, remote.size))
+        return download(self.source, remote, local, tick)
+
+    def _process(self, local: Path, *, dry_run: bool) -> FileResult:
+        result, importer = self.result, self.importer
+        header: list[str] | None = None
+        # A sink that takes the staging file in one step gets it, when this run delivers at all.
+        sink = importer.sink
+        bulk = not dry_run and isinstance(sink, BulkLoad) and sink.takes_staging()
+        staging = Staging(self.spool / f"{self.index}.staging", sql_rows=bulk)
+        rejects: Rejects | None = None
+        try:
+            with open_local_rows(self.source, local) as (layout, rows):
+                header = layout.header
+                mapping = self._mapping(layout, rows)
+                if importer.rejects_dir is not None:
+                    rejects = Rejects(self.spool / f"{self.index}.rejects.csv", header)
+                self._stage(rows, layout, mapping, staging, rejects)
+            result.imported = staging.count()
+            result.duplicates = staging.added - result.imported
+            if result.rows == 0:
+                result.warnings.append("the file has a header but no data rows")
+            if not dry_run:
+                self._deliver(staging)
+        except FileRejected as exc:
+            result.status, result.reason = "rejected", exc.message
+            result.problems.insert(0, Problem(code=exc.code, message=exc.message))
+            result.imported = result.duplicates = 0
+            result.rejected = result.rows
+        except PluginError as exc:
+            result.status, result.reason = "failed", str(exc)
+            result.imported = result.duplicates = 0
+            result.rejected = result.rows
+        finally:
+            staging.close()
+            if rejects is not None:
+                rejects.close()
+        assert result.rows == result.imported + result.rejected + result.duplicates
+        self._keep_rejects(rejects)
+        if not dry_run:
+            if result.status == "imported":
+                self._after_import()
+            importer.state.record(
+                self.source.name, result, mtime=self.remote.mtime, header=header, started_at=self.started
+            )
+        return result
+
+    def _mapping(self, layout: Layout, rows: Iterator[list[str] | None]) -> ColumnMapping:
+        """The file's mapping after the drift check; a file rejected for its header still counts its rows."""
+        result = self.result
+        try:
+            drift = header_drift(self.importer.state.last_header(self.source.name), layout.header)
+            if drift is not None:
+                result.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+                if self.source.on_drift == "reject":
+                    raise FileRejected("schema_drift", drift.describe() + "; on_drift = 'reject'")
+                result.warnings.append(drift.describe())
+            mapping = checked_mapping(layout.header, self.importer.plugins, self.source, self.remote.path)
+        except FileRejected:
+            # The whole file is rejected for its header: still account for every row.
+            with contextlib.suppress(FileRejected):
+                result.rows = sum(1 for _ in rows)
+            raise
+        result.warnings.extend(mapping.warnings)
+        result.mapping = dict(mapping.by_column)
+        return mapping
+
+    def _stage(
+        self,
+        rows: Iterator[list[str] | None],
+        layout: Layout,
+        mapping: ColumnMapping,
+        staging: Staging,
+        rejects: Rejects | None,
+    ) -> None:
+        """Run every row through the row pipeline; stage the accepted contacts, record the rejected rows."""
+        result, file, name = self.result, self.remote.path, self.source.name
+
+        def reject(row: list[str] | None, problems: list[Problem]) -> None:
+            result.rejected += 1
+            for p in problems:
+                result.add_problem(p)
+            if rejects is not None:
+                rejects.add(row or [], problems[0])
+
+        pipeline = RowPipeline(
+            self.source,
+            layout.header,
+            mapping,
+            plugins=self.importer.plugins,
+            file=file,
+            on_reject=reject,
+            batch_size=self.importer.batch_size,
+            sql_rows=staging.sql_rows,
+            helper=self.importer.helper_for(self.remote.size),
+        )
+        try:
+            for batch in pipeline.batches(rows):
+                staging.add(name, file, _staged_rows(batch))
+                if self.progress is not None:
+                    self.progress(Progress(file, "rows", rows=batch.rows))
+        finally:
+            result.rows = pipeline.rows
+        if pipeline.dropped:
+            result.warnings.append(f"{pipeline.dropped} invalid values dropped (on_invalid = drop_field)")
+
+    def _deliver(self, staging: Staging) -> None:
+        """Hand the staged contacts to the sink and commit; on failure roll the sink back and blame it."""
+        sink, file = self.importer.sink, self.remote.path
+        policy = cast("MergePolicy | None", self.source.merge)  # checked when the source was made
+        method = "write"
+        try:
+            if staging.sql_rows and isinstance(sink, BulkLoad):
+                # The sink copies the staged file itself: the same rows, in the same order, through
+                # the same upsert, without a Contact per row.
+                sink.load_staging(staging.seal(), self.source.name, file, policy)
+            else:
+                for contacts in staging.contacts(self.importer.batch_size):
+                    if policy is not None and isinstance(sink, Upserting):
+                        sink.write_merged(contacts, policy)
+                    else:
+                        sink.write(contacts)
+            method = "commit"
+            sink.commit()
+        except Exception as exc:
+            if isinstance(sink, Rollback):
+                # The sink is already failing: report the first error, not the rollback's.
+                with contextlib.suppress(Exception):
+                    sink.rollback()
+            raise self.importer.plugins.sink_failure(sink, method, file, exc) from exc
+
+    def _keep_rejects(self, rejects: Rejects | None) -> None:
+        rejects_dir = self.importer.rejects_dir
+        if rejects is not None and rejects.count and rejects_dir is not None:
+            rejects_dir.mkdir(parents=True, exist_ok=True)
+            target = unique_rejects_path(rejects_dir / rejects_file_name(self.remote.path))
+            rejects.path.replace(target)
+            self.result.rejects_file = str(target)
+
+    def _after_import(self) -> None:
+        action = self.source.after_import
+        try:
+            if action == "delete":
+                self.source.remove(self.remote.path)
+            elif action.startswith("move:"):
+                self.source.move(self.remote.path, action.removeprefix("move:"))
+        except (OSError, asyncssh.Error, ConnectError) as exc:
+            self.result.warnings.append(f"imported, but after_import {action!r} failed: {exc}")
+
+
+def _staged_rows(batch: AcceptedBatch) -> list[tuple[object, ...]]:
+    """``(row number, identity, *payload)`` for each accepted contact, as :meth:`Staging.add` takes them."""
+    return [(c.source_row or 0, c.identity, *p) for c, p in zip(batch.contacts, batch.payloads, strict=True)]
