@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from truagents_import.report import ImportReport, Problem
     from truagents_import.source import DataSource
 
-__all__ = ["BLOCK_ENV", "DEFAULT_PLUGINS", "PluginManager", "Plugins", "blocked_names", "get_plugin_manager"]
+__all__ = ["BLOCK_ENV", "DEFAULT_PLUGINS", "Plugins", "blocked_names", "get_plugin_manager"]
 
 #: Built-in plugins, registered first, in this order (``module`` or ``module:Class``).
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -66,33 +66,8 @@ def _normalise_dist(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-class PluginManager(pluggy.PluginManager):
-    """pluggy's manager for the ``truagents_import`` project, remembering where plugins came from."""
-
-    def __init__(self) -> None:
-        super().__init__(hookspecs.PROJECT)
-        #: Plugin name -> ``(distribution name, version)``, for plugins whose distribution is known.
-        self.distributions: dict[str, tuple[str, str]] = {}
-        #: Plugin name -> how it was found: ``builtin``, ``entry point`` or ``passed``.
-        self.kinds: dict[str, str] = {}
-        #: The names :data:`BLOCK_ENV` blocked when the manager was built.
-        self.blocked: frozenset[str] = frozenset()
-        # Plugins passed in whose distribution was looked up (found or not): a lookup scans them all.
-        self._looked_up: set[str] = set()
-
-    def distribution_of(self, name: str) -> tuple[str, str] | None:
-        """``(distribution, version)`` of a registered plugin, looked up once for plugins passed in."""
-        if name not in self.distributions and name not in self._looked_up and self.kinds.get(name) == "passed":
-            self._looked_up.add(name)
-            dist = _distribution_of(self.get_plugin(name))
-            if dist is not None:
-                self.distributions[name] = dist
-        return self.distributions.get(name)
-
-    def describe(self, name: str) -> str:
-        """``name (distribution version)``, or just ``name`` when the distribution is unknown."""
-        dist = self.distributions.get(name)
-        return f"{name} ({dist[0]} {dist[1]})" if dist else name
+def _advice(name: str) -> str:
+    return f"Fix or upgrade the plugin, or run without it: {BLOCK_ENV}={name}"
 
 
 def _load_default(spec: str) -> tuple[str, object]:
@@ -136,137 +111,142 @@ def _own_distribution() -> tuple[str, str] | None:
         return None
 
 
-def _register(pm: PluginManager, plugin: object, name: str, kind: str, dist: tuple[str, str] | None) -> None:
-    """Register one plugin, turning pluggy's validation errors into a :class:`PluginError` naming it."""
-    if dist is not None:
-        pm.distributions[name] = dist
-    try:
-        registered = pm.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        msg = f"plugin {pm.describe(name)} does not match the hook specifications: {exc}. {_advice(name)}"
-        raise PluginError(msg, plugin=name) from None
-    if registered is None:
-        pm.distributions.pop(name, None)
-    else:
-        pm.kinds[name] = kind
-
-
-def _advice(name: str) -> str:
-    return f"Fix or upgrade the plugin, or run without it: {BLOCK_ENV}={name}"
-
-
-def _load_entry_points(pm: PluginManager, blocked: frozenset[str]) -> None:
-    """Register every plugin of the ``truagents_import`` entry-point group that is not blocked."""
-    blocked_dists = {_normalise_dist(b) for b in blocked}
-    for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
-        dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else None
-        if ep.name in blocked or (dist is not None and _normalise_dist(dist[0]) in blocked_dists):
-            continue
-        if pm.has_plugin(ep.name):
-            other = pm.describe(ep.name)
-            msg = (
-                f"two plugins are installed under the entry-point name {ep.name!r}: {other} and "
-                f"{dist[0] if dist else ep.value}; uninstall one of them"
-            )
-            raise PluginError(msg, plugin=ep.name)
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            where = f" ({dist[0]} {dist[1]})" if dist else ""
-            msg = (
-                f"plugin {ep.name}{where} cannot be loaded from entry point {ep.value!r}: "
-                f"{type(exc).__name__}: {exc}. {_advice(ep.name)}"
-            )
-            raise PluginError(msg, plugin=ep.name) from exc
-        _register(pm, plugin, ep.name, "entry point", dist)
-
-
-def _check_pending(pm: PluginManager) -> None:
-    """Fail loudly on a hookimpl whose name is not a hook (a misspelling), naming the plugin."""
-    callers = {name: caller for name, caller in vars(pm.hook).items() if not name.startswith("_")}
-    known = sorted(name for name, caller in callers.items() if caller.has_spec())
-    for hook_name, caller in callers.items():
-        if caller.has_spec():
-            continue
-        for impl in caller.get_hookimpls():
-            if impl.optionalhook:
-                continue
-            close = difflib.get_close_matches(hook_name, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            msg = (
-                f"plugin {pm.describe(impl.plugin_name)} implements {hook_name!r}, which is not a "
-                f"truagents_import hook; {hint}the hooks are {', '.join(known)}. Rename the function "
-                f"(or mark it @hookimpl(optionalhook=True) if it is meant for a newer version)"
-            )
-            raise PluginError(msg, plugin=impl.plugin_name, hook=hook_name)
-    pm.check_pending()  # pluggy's own check, in case it learns more than the loop above
-
-
 def get_plugin_manager(
     plugins: Iterable[object] = (),
     *,
     entry_points: bool = True,
     environ: Mapping[str, str] | None = None,
-) -> PluginManager:
-    """A plugin manager with the hook specs, the built-ins, installed entry points and ``plugins``.
-
-    :param plugins: modules, classes or objects with ``@hookimpl`` functions, registered last.
-    :param entry_points: load the plugins installed under the ``truagents_import`` entry-point group.
-    :param environ: where to read :data:`BLOCK_ENV` (default: ``os.environ``).
-    :raises PluginError: a plugin cannot be loaded, or implements a hook that does not exist
-        (a misspelling) or with parameters the hook does not have.
-    """
-    pm = PluginManager()
-    pm.add_hookspecs(hookspecs)
-    pm.blocked = blocked_names(environ)
-    for name in pm.blocked:
-        pm.set_blocked(name)
-    own = _own_distribution()
-    for spec in DEFAULT_PLUGINS:
-        name, plugin = _load_default(spec)
-        if not pm.is_blocked(name):
-            _register(pm, plugin, name, "builtin", own)
-    if entry_points:
-        _load_entry_points(pm, pm.blocked)
-    for plugin in plugins:
-        name = _plugin_name(plugin)
-        if pm.is_blocked(name):
-            continue
-        candidate, n = name, 1
-        while pm.has_plugin(candidate) or pm.is_blocked(candidate):
-            n += 1
-            candidate = f"{name}#{n}"
-        _register(pm, plugin, candidate, "passed", None)
-    _check_pending(pm)
-    return pm
+) -> Plugins:
+    """The plugin manager: the same as :meth:`Plugins.build` (pluggy's ``get_plugin_manager`` idiom)."""
+    return Plugins.build(plugins, entry_points=entry_points, environ=environ)
 
 
 @attrs.define
 class Plugins:
-    """A typed front over the plugin manager; every hook call names the plugin that failed.
+    """The plugin manager: pluggy's manager with the hook specs, where each plugin came from, and a
+    typed call for each hook that names the plugin that failed.
 
     Build one with :meth:`build`. The importer calls the hooks through it; plugin authors rarely
     need it, except :meth:`make_sink` to build a sink of a registered type by name.
     """
 
-    pm: pluggy.PluginManager
+    #: pluggy's manager for the ``truagents_import`` project.
+    pm: pluggy.PluginManager = attrs.field(factory=lambda: pluggy.PluginManager(hookspecs.PROJECT))
     #: Sink type name -> ``(factory, name of the plugin that registered it)``.
     sinks: dict[str, tuple[SinkFactory, str]] = attrs.field(factory=dict)
+    #: Plugin name -> ``(distribution name, version)``, for plugins whose distribution is known.
+    distributions: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    #: Plugin name -> how it was found: ``builtin``, ``entry point`` or ``passed``.
+    kinds: dict[str, str] = attrs.field(factory=dict)
+    #: The names :data:`BLOCK_ENV` blocked when the manager was built.
+    blocked: frozenset[str] = frozenset()
+    # Plugins passed in whose distribution was looked up (found or not): a lookup scans them all.
+    _looked_up: set[str] = attrs.field(factory=set, init=False, repr=False)
     _made: dict[int, tuple[object, str]] = attrs.field(factory=dict, init=False, repr=False)
 
     @classmethod
     def build(
         cls, plugins: Iterable[object] = (), *, entry_points: bool = True, environ: Mapping[str, str] | None = None
     ) -> Plugins:
-        """Build the manager (:func:`get_plugin_manager`) and collect the sink types every plugin registers.
+        """A manager with the hook specs, the built-ins, installed entry points and ``plugins``, and
+        the sink types every plugin registers.
 
-        :raises PluginError: as :func:`get_plugin_manager`, or a ``register_sinks`` raised or
-            registered a sink type name that another plugin registered too.
+        :param plugins: modules, classes or objects with ``@hookimpl`` functions, registered last.
+        :param entry_points: load the plugins installed under the ``truagents_import`` entry-point group.
+        :param environ: where to read :data:`BLOCK_ENV` (default: ``os.environ``).
+        :raises PluginError: a plugin cannot be loaded, implements a hook that does not exist (a
+            misspelling) or with parameters the hook does not have, or a ``register_sinks`` raised
+            or registered a sink type name that another plugin registered too.
         """
-        self = cls(get_plugin_manager(plugins, entry_points=entry_points, environ=environ))
+        self = cls(blocked=blocked_names(environ))
+        self.pm.add_hookspecs(hookspecs)
+        for name in self.blocked:
+            self.pm.set_blocked(name)
+        own = _own_distribution()
+        for spec in DEFAULT_PLUGINS:
+            name, plugin = _load_default(spec)
+            if not self.pm.is_blocked(name):
+                self._register(plugin, name, "builtin", own)
+        if entry_points:
+            self._load_entry_points()
+        for plugin in plugins:
+            self._register_passed(plugin)
+        self.check_pending()
         for impl in self._impls("register_sinks"):
             self._call(impl, "register_sinks", "", register=self._registrar(impl.plugin_name))
         return self
+
+    # -- registration -------------------------------------------------------------------------
+
+    def _register(self, plugin: object, name: str, kind: str, dist: tuple[str, str] | None) -> None:
+        """Register one plugin, turning pluggy's validation errors into a :class:`PluginError` naming it."""
+        if dist is not None:
+            self.distributions[name] = dist
+        try:
+            registered = self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            msg = f"plugin {self._as_registered(name)} does not match the hook specifications: {exc}. {_advice(name)}"
+            raise PluginError(msg, plugin=name) from None
+        if registered is None:
+            self.distributions.pop(name, None)
+        else:
+            self.kinds[name] = kind
+
+    def _register_passed(self, plugin: object) -> None:
+        """Register a plugin passed in, under a name of its own (``name#2`` when the name is taken)."""
+        name = _plugin_name(plugin)
+        if self.pm.is_blocked(name):
+            return
+        candidate, n = name, 1
+        while self.pm.has_plugin(candidate) or self.pm.is_blocked(candidate):
+            n += 1
+            candidate = f"{name}#{n}"
+        self._register(plugin, candidate, "passed", None)
+
+    def _load_entry_points(self) -> None:
+        """Register every plugin of the ``truagents_import`` entry-point group that is not blocked."""
+        blocked_dists = {_normalise_dist(b) for b in self.blocked}
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+            dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else None
+            if ep.name in self.blocked or (dist is not None and _normalise_dist(dist[0]) in blocked_dists):
+                continue
+            if self.pm.has_plugin(ep.name):
+                other = self._as_registered(ep.name)
+                msg = (
+                    f"two plugins are installed under the entry-point name {ep.name!r}: {other} and "
+                    f"{dist[0] if dist else ep.value}; uninstall one of them"
+                )
+                raise PluginError(msg, plugin=ep.name)
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                where = f" ({dist[0]} {dist[1]})" if dist else ""
+                msg = (
+                    f"plugin {ep.name}{where} cannot be loaded from entry point {ep.value!r}: "
+                    f"{type(exc).__name__}: {exc}. {_advice(ep.name)}"
+                )
+                raise PluginError(msg, plugin=ep.name) from exc
+            self._register(plugin, ep.name, "entry point", dist)
+
+    def check_pending(self) -> None:
+        """Fail loudly on a hookimpl whose name is not a hook (a misspelling), naming the plugin."""
+        callers = {name: caller for name, caller in vars(self.pm.hook).items() if not name.startswith("_")}
+        known = sorted(name for name, caller in callers.items() if caller.has_spec())
+        for hook_name, caller in callers.items():
+            if caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                close = difflib.get_close_matches(hook_name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                msg = (
+                    f"plugin {self._as_registered(impl.plugin_name)} implements {hook_name!r}, which is not a "
+                    f"truagents_import hook; {hint}the hooks are {', '.join(known)}. Rename the function "
+                    f"(or mark it @hookimpl(optionalhook=True) if it is meant for a newer version)"
+                )
+                raise PluginError(msg, plugin=impl.plugin_name, hook=hook_name)
+        self.pm.check_pending()  # pluggy's own check, in case it learns more than the loop above
 
     def _registrar(self, plugin: str) -> Callable[[str, SinkFactory], None]:
         def register(name: str, factory: SinkFactory) -> None:
@@ -306,14 +286,19 @@ class Plugins:
         found = self._distribution(plugin_name)
         return f"{found[0]} {found[1]}" if found else None
 
-    def _distribution(self, plugin_name: str) -> tuple[str, str] | None:
-        pm = self.pm
-        if isinstance(pm, PluginManager):
-            return pm.distribution_of(plugin_name)
-        for plugin, info in pm.list_plugin_distinfo():  # pragma: no cover - a bare pluggy manager
-            if pm.get_name(plugin) == plugin_name:
-                return str(info.project_name), str(info.version)
-        return None
+    def _as_registered(self, name: str) -> str:
+        """Like :meth:`describe`, from what registration recorded only (while the manager is being built)."""
+        dist = self.distributions.get(name)
+        return f"{name} ({dist[0]} {dist[1]})" if dist else name
+
+    def _distribution(self, name: str) -> tuple[str, str] | None:
+        """``(distribution, version)`` of a registered plugin, looked up once for plugins passed in."""
+        if name not in self.distributions and name not in self._looked_up and self.kinds.get(name) == "passed":
+            self._looked_up.add(name)
+            dist = _distribution_of(self.pm.get_plugin(name))
+            if dist is not None:
+                self.distributions[name] = dist
+        return self.distributions.get(name)
 
     @contextlib.contextmanager
     def _blame(self, plugin: str, hook: str, where: str) -> Iterator[None]:
@@ -412,8 +397,7 @@ class Plugins:
             factory, plugin = self.sinks[name]
         except KeyError:
             known = ", ".join(sorted(self.sinks))
-            blocked: frozenset[str] = getattr(self.pm, "blocked", frozenset())
-            also = f"; blocked by {BLOCK_ENV}: {', '.join(sorted(blocked))}" if blocked else ""
+            also = f"; blocked by {BLOCK_ENV}: {', '.join(sorted(self.blocked))}" if self.blocked else ""
             msg = (
                 f"sink type {name!r} is unknown; known types: {known}{also}. Install the plugin that offers it "
                 "(`truagents-import plugins` lists what is installed)"
@@ -465,7 +449,6 @@ class Plugins:
         by_plugin: dict[str, list[str]] = {}
         for sink_name, (_, owner) in self.sinks.items():
             by_plugin.setdefault(owner, []).append(sink_name)
-        kinds: dict[str, str] = getattr(self.pm, "kinds", {})
         out = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:  # a blocked name
@@ -475,7 +458,7 @@ class Plugins:
             out.append(
                 {
                     "name": name,
-                    "kind": kinds.get(name),
+                    "kind": self.kinds.get(name),
                     "hooks": hooks,
                     "distribution": dist[0] if dist else None,
                     "version": dist[1] if dist else None,

@@ -1156,7 +1156,7 @@ class _Ladder:
             delimiter=",",
         )
         plugins = self.plugins()
-        quiet = _NoNotice(pm=plugins.pm, sinks=plugins.sinks)
+        quiet = _NoNotice(plugins.pm, plugins.sinks, plugins.distributions, plugins.kinds, plugins.blocked)
         importer = Importer(local, MemorySink(), state=StateStore(":memory:"), plugin_set=quiet)
         try:
             report = importer.run(files=[str(file)], dry_run=True, force=True)

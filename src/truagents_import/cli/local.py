@@ -117,7 +117,7 @@ def plugins(as_json: bool) -> int:
 
     found = Plugins.build()
     listing = found.list()
-    blocked = sorted(getattr(found.pm, "blocked", ()))
+    blocked = sorted(found.blocked)
     if as_json:
         emit_json({"plugins": listing, "sinks": sorted(found.sinks), "blocked": blocked})
         return 0
