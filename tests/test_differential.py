@@ -35,7 +35,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, SQLiteSink, hookimpl
-from truagents_import.fields import contact
+from truagents_import.fields import email_address
+from truagents_import.fields import phone as phone_module
 from truagents_import.fields.contact import FieldError, normalise_email, normalise_phone
 from truagents_import.pipeline import parallel as parallel_module
 from truagents_import.report import FileResult
@@ -376,13 +377,13 @@ BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 
 def _fast_email(cell: str) -> bool:
     """Whether normalise_email answers this cell on its fast path."""
-    plain = contact._PLAIN_ADDRESS.fullmatch(cell.strip().lower())
-    return plain is not None and contact._plain_domain(plain.group(2)) is not None
+    plain = email_address._PLAIN_ADDRESS.fullmatch(cell.strip().lower())
+    return plain is not None and email_address._plain_domain(plain.group(2)) is not None
 
 
 def _fast_phone(cell: str, region: str | None) -> bool:
     """Whether normalise_phone answers this cell on its fast path."""
-    return contact._plain_phone(cell, region) is not None
+    return phone_module._plain_phone(cell, region) is not None
 
 
 def _check_emails(cells: list[str]) -> tuple[int, int]:
@@ -487,7 +488,7 @@ def test_every_country_code_agrees_with_phonenumbers() -> None:
         by_code.setdefault(code, []).append(nsn)
     mismatches = []
     for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-        country = contact._country(code)
+        country = phone_module._country(code)
         assert country.trusted, code
         for _ in range(120):
             head = rnd.choice(by_code.get(code, ["1"]))[: rnd.randint(1, 5)]
