@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import attrs
+from cattrs.gen import make_dict_unstructure_fn
 
-from truagents_import._converter import converter
+from truagents_import._converter import converter, to_dict
 from truagents_import._safety import escape_name
 
 __all__ = ["FileResult", "FileStatus", "ImportReport", "Problem", "Totals", "escape_name"]
@@ -111,9 +112,7 @@ class ImportReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as the JSON document of SPEC 6."""
-        data: dict[str, Any] = converter.unstructure(self)
-        data["totals"] = converter.unstructure(self.totals)
-        return data
+        return to_dict(self)
 
     def to_json(self, indent: int | None = None) -> str:
         """The report as JSON text."""
@@ -153,3 +152,16 @@ class ImportReport:
             f"{t.files} files, {t.rows} rows, {t.imported} imported, {t.rejected} rejected, "
             f"{t.duplicates} duplicates</p><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
+
+
+_unstructure_report = make_dict_unstructure_fn(ImportReport, converter)
+
+
+def _report_document(report: ImportReport) -> dict[str, Any]:
+    """The report's fields, then its ``totals`` (SPEC 6)."""
+    data: dict[str, Any] = _unstructure_report(report)
+    data["totals"] = converter.unstructure(report.totals)
+    return data
+
+
+converter.register_unstructure_hook(ImportReport, _report_document)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from truagents_import._converter import to_dict
 from truagents_import.cli._base import command, config_option, emit_json, source_option
 from truagents_import.report import escape_name
 
@@ -70,16 +71,9 @@ def keygen(
         raise click.UsageError(str(exc)) from None
     line = pair.authorized_keys_line(from_=from_)
     if as_json:
-        emit_json(
-            {
-                "private_key": str(pair.private_key),
-                "public_key": str(pair.public_key),
-                "public_line": pair.public_line,
-                "fingerprint": pair.fingerprint,
-                "authorized_keys_line": line,
-                "passphrase_protected": pair.passphrase_protected,
-            }
-        )
+        data = to_dict(pair)
+        protected = data.pop("passphrase_protected")
+        emit_json(data | {"authorized_keys_line": line, "passphrase_protected": protected})
         return 0
     protected = ", passphrase-protected" if pair.passphrase_protected else ""
     click.echo(f"private key  {pair.private_key}  (mode 0600{protected}: keep it here, never send it)")

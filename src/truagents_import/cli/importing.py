@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from truagents_import._converter import to_dict
 from truagents_import.cli._base import command, config_option, emit_json, exit_status, marks, source_option
 from truagents_import.report import ImportReport, escape_name
 
@@ -141,16 +142,7 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
                 "source": source.name,
                 "path": source.path,
                 "overdue": source.overdue(files),
-                "files": [
-                    {
-                        "path": f.path,
-                        "size": f.size,
-                        "mtime": f.mtime.isoformat(),
-                        "state": f.state,
-                        "note": f.note,
-                    }
-                    for f in files
-                ],
+                "files": [to_dict(f) for f in files],
             }
         )
         return 0

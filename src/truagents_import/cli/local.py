@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from truagents_import._converter import to_dict
 from truagents_import.cli._base import command, emit_json, exit_status
 from truagents_import.cli.importing import print_report
 
@@ -90,14 +91,7 @@ def demo(directory: Path | None, as_json: bool) -> int:
 
     result = run_demo(directory)
     if as_json:
-        emit_json(
-            {
-                "directory": str(result.directory),
-                "config": str(result.config),
-                "database": str(result.database),
-                "report": result.report.to_dict(),
-            }
-        )
+        emit_json(to_dict(result))
     else:
         print_report(result.report)
         click.echo(f"\ncontacts are in {result.database} (table contacts)")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from truagents_import._converter import to_dict
 from truagents_import._safety import escape_name
 from truagents_import.errors import PluginError
 from truagents_import.pipeline.fetch import download, open_local_rows
@@ -60,7 +61,7 @@ class Preview:
 
     def to_dict(self) -> dict[str, Any]:
         """The preview as plain data (what ``--json`` prints)."""
-        return attrs.asdict(self)
+        return to_dict(self)
 
     def to_pandas(self) -> Any:
         """The first rows as a pandas DataFrame (needs the ``pandas`` extra)."""

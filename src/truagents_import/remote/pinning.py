@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from truagents_import._converter import to_dict
 from truagents_import.errors import ConfigError
 from truagents_import.remote.integration import Integration
 from truagents_import.remote.keys import fingerprint, replace_file
@@ -47,7 +48,7 @@ class HostKeyCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return attrs.asdict(self)
+        return to_dict(self)
 
 
 def check_host_key(integration: Integration) -> HostKeyCheck:

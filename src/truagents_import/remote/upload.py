@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncssh
 import attrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
+from truagents_import._converter import converter, to_dict
 from truagents_import.errors import ConfigError, ConnectError, TruagentsImportError, UploadNameError
 from truagents_import.remote import keys
 from truagents_import.remote.sftp import posix_rename
@@ -61,7 +63,7 @@ class UploadCommand:
     It holds paths and the public pinned fingerprint only: no passphrase, no key material.
     """
 
-    #: The local file, as an absolute path.
+    #: The local file, as an absolute path (``file`` in :meth:`to_dict`).
     local: Path
     #: Where the file ends up on the server.
     remote_path: str
@@ -69,42 +71,31 @@ class UploadCommand:
     temporary_path: str
     #: The ``sftp -b`` batch: ``-mkdir``, ``put`` under the temporary name, ``rename`` into place.
     batch: str
-    #: ``sftp -b - ...``: run it with :attr:`batch` on its standard input.
-    sftp_argv: tuple[str, ...]
     #: One POSIX shell line (sh, bash, zsh) that feeds the batch to sftp.
     command: str
-    #: The scp alternative (see :attr:`scp_note` for its limits).
-    scp_argv: tuple[str, ...]
+    #: ``sftp -b - ...``: run it with :attr:`batch` on its standard input.
+    sftp_argv: tuple[str, ...]
     #: The scp alternative as one shell line.
     scp_command: str
+    #: The scp alternative (see :attr:`scp_note` for its limits).
+    scp_argv: tuple[str, ...]
+    #: The limits of the scp alternative.
+    scp_note: str = attrs.field(default=SCP_NOTE, kw_only=True)
     #: The known_hosts file both commands trust.
     known_hosts_file: Path
     #: The pinned fingerprint the known_hosts file was checked against, when one is pinned.
     host_key: str | None = None
-    #: The limits of the scp alternative.
-    scp_note: str = SCP_NOTE
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every part."""
-        return {
-            "file": str(self.local),
-            "remote_path": self.remote_path,
-            "temporary_path": self.temporary_path,
-            "batch": self.batch,
-            "command": self.command,
-            "sftp_argv": list(self.sftp_argv),
-            "scp_command": self.scp_command,
-            "scp_argv": list(self.scp_argv),
-            "scp_note": self.scp_note,
-            "known_hosts_file": str(self.known_hosts_file),
-            "host_key": self.host_key,
-        }
+        return to_dict(self)
 
 
 @attrs.frozen
 class UploadResult:
     """What happened to one file given to :meth:`Integration.upload_files`."""
 
+    #: The local file (``file`` in :meth:`to_dict`).
     local: Path
     status: Literal["uploaded", "failed"]
     #: Where the file is on the server, once uploaded.
@@ -116,13 +107,11 @@ class UploadResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "file": str(self.local),
-            "status": self.status,
-            "remote_path": self.remote_path,
-            "size": self.size,
-            "error": self.error,
-        }
+        return to_dict(self)
+
+
+for _cls in (UploadCommand, UploadResult):
+    converter.register_unstructure_hook(_cls, make_dict_unstructure_fn(_cls, converter, local=override(rename="file")))
 
 
 def temporary_name(name: str) -> str:
