@@ -8,10 +8,10 @@ imports it at module level, so the core never needs it.
 from __future__ import annotations
 
 import hashlib
-import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from truagents_import._text import mask_url, mask_values
 from truagents_import.errors import ConfigError, PostgresError
 
 if TYPE_CHECKING:
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["PostgresError", "connect", "lock_key", "mask_url", "psycopg_module", "scrub"]
 
 INSTALL_HINT = "pip install 'truagents-import[postgres]'"
-
-_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_MASK = "***"
 
 
 def psycopg_module(what: str) -> Any:
@@ -33,32 +30,6 @@ def psycopg_module(what: str) -> Any:
         msg = f"{what} needs psycopg 3, which is not installed: {INSTALL_HINT}"
         raise ConfigError(msg) from None
     return psycopg
-
-
-def mask_url(url: str) -> str:
-    """The connection string with its password (if any) replaced by ``***``.
-
-    Handles URLs (``postgresql://user:secret@host/db``, ``?password=secret``) and libpq
-    keyword strings (``host=h password=secret``).
-    """
-    if "://" not in url:
-        return _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + _MASK, url)
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<an unparsable PostgreSQL URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}:{_MASK}@{hostinfo}" if sep else netloc
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{urllib.parse.quote(k)}={_MASK if k.lower() == 'password' else urllib.parse.quote(v)}" for k, v in pairs
-        )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _password(url: str) -> str | None:
@@ -78,8 +49,7 @@ def scrub(message: str, url: str) -> str:
     message = " ".join(message.split())
     password = _password(url)
     if password:
-        for form in {password, urllib.parse.quote(password, safe="")}:
-            message = message.replace(form, _MASK)
+        message = mask_values(message, {password, urllib.parse.quote(password, safe="")})
     return message
 
 

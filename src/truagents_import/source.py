@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import codecs
-import fnmatch
 import hashlib
 import posixpath
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from truagents_import._safety import escape_name
+from truagents_import._text import TEMPORARY_SUFFIXES, is_temporary, listed_time, name_matches, parse_duration
 from truagents_import.errors import ConfigError
 from truagents_import.pipeline.preview import Preview, preview_file
 from truagents_import.pipeline.read import read_contacts
@@ -28,33 +28,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
 
-#: Names ending like this are uploads in progress and never importable (SPEC 4).
-TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart", ".partial")
-
 #: The state of a remote file as ``ls`` shows it.
 FileState = Literal["new", "imported", "changed", "incomplete", "ignored"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _AFTER_IMPORT = re.compile(r"^(leave|delete|move:.+)$")
 #: Bytes per read when downloading. Each read is split into pipelined SFTP requests of 255 KiB;
 #: 2 MiB was as fast as 8 MiB from OpenSSH on 127.0.0.1 (a 121 MB file in ~0.45 s either way) and
 #: holds ~20 MB less in memory while the file downloads.
 _READ_CHUNK = 2 << 20
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"`` -> a timedelta."""
-    m = _DURATION.match(text)
-    if not m:
-        msg = f"expect_every must be a duration like '24h' or '7d', got {text!r}"
-        raise ValueError(msg)
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-
-
-def is_temporary(name: str) -> bool:
-    """Whether a file name is an upload in progress or hidden (never importable)."""
-    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
 
 
 @attrs.frozen
@@ -188,7 +169,8 @@ class DataSource:
             raise ConfigError(msg) from None
         return entries
 
-    def _ready_marker_for(self, name: str) -> str | None:
+    def ready_marker_for(self, name: str) -> str | None:
+        """The name of the ready marker a file waits for (``ready_marker`` filled in), if the source has one."""
         if self.ready_marker is None:
             return None
         stem = name.rsplit(".", 1)[0]
@@ -201,7 +183,7 @@ class DataSource:
         suffix = self.ready_marker.replace("{name}", "").replace("{stem}", "")
         if self.ready_marker.startswith(("{name}", "{stem}")) and suffix and name.endswith(suffix):
             return True
-        return any(self._ready_marker_for(other) == name for other in names if other != name)
+        return any(self.ready_marker_for(other) == name for other in names if other != name)
 
     def list_files(self, state: State | None = None, *, now: datetime | None = None) -> list[RemoteFile]:
         """The files in the folder that match the pattern, oldest first, with their state.
@@ -218,7 +200,7 @@ class DataSource:
         for e in entries:
             name = posixpath.basename(e["name"])
             path = posixpath.join(self.path, name)
-            mtime = _as_datetime(e.get("mtime") or e.get("created"))
+            mtime = listed_time(e)
             size = int(e.get("size") or 0)
             if is_temporary(name):
                 if self.matches(_strip_temporary(name)):
@@ -228,7 +210,7 @@ class DataSource:
                 continue
             if self._is_marker(name, names):
                 continue
-            marker = self._ready_marker_for(name)
+            marker = self.ready_marker_for(name)
             file_state: FileState = "new"
             note = None
             age = (now - mtime).total_seconds()
@@ -249,10 +231,7 @@ class DataSource:
 
     def matches(self, name: str) -> bool:
         """Whether a file name matches the pattern: a glob, or a regex written ``re:...``."""
-        regex = self._regex()
-        if regex is None:
-            return fnmatch.fnmatchcase(name, self.pattern)
-        return regex.fullmatch(name) is not None
+        return name_matches(self.pattern, name)
 
     def _date_key(self, name: str) -> str:
         regex = self._regex()
@@ -353,11 +332,3 @@ def _strip_temporary(name: str) -> str:
         if lower.endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC)
-    return datetime.fromtimestamp(0, tz=UTC)
