@@ -312,60 +312,16 @@ def make_messy_csv(
         msg = f"rows must be 0 or more, got {rows}"
         raise ValueError(msg)
     rnd = random.Random(seed)
-    if encoding is None:
-        encoding = rnd.choice(ENCODINGS) if mess else "utf-8"
-    if encoding not in ENCODINGS:
-        msg = f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}"
-        raise ValueError(msg)
-    if delimiter is None:
-        delimiter = rnd.choice(_DELIMITERS) if mess else ","
-    if delimiter not in _DELIMITERS:
-        msg = f"delimiter must be one of {_DELIMITERS!r}, got {delimiter!r}"
-        raise ValueError(msg)
-    chosen = {field: (rnd.choice(names) if mess else names[0]) for field, names in _HEADERS.items()}
-    for field, name in (columns or {}).items():
-        if field not in _HEADERS:
-            msg = f"columns: {field!r} is not a contact field; use one of {', '.join(_HEADERS)}"
-            raise ValueError(msg)
-        if name is None:
-            del chosen[field]
-        else:
-            chosen[field] = name
+    # The order of the random choices below is part of the promise: one seed, one file.
+    encoding, delimiter = _choose_format(rnd, encoding, delimiter, mess=mess)
+    chosen = _choose_columns(rnd, columns, mess=mess)
     names = list(chosen.values()) + list(_ATTRIBUTE_COLUMNS)
     if len({n.strip().casefold() for n in names}) != len(names):
         msg = f"columns: two columns would have the same header: {names}"
         raise ValueError(msg)
     padded = [f" {n} " if mess and rnd.random() < 0.2 else n for n in names]
-
-    # Only the kinds whose field the file has (a duplicate needs the external_id column).
-    kinds = [kind for kind, (_, _, needs) in _BAD_KINDS.items() if needs is None or needs in chosen]
-    weights = [_BAD_KINDS[kind][0] for kind in kinds]
-    if "external_id" in chosen:
-        kinds.append("duplicate")
-        weights.append(4)
-    records: list[MessyRow] = []
-    good_ids: list[int] = []
-    for i in range(1, rows + 1):
-        kind = "good"
-        if mess and i > _CLEAN_START and rnd.random() < 0.2:
-            kind = rnd.choices(kinds, weights)[0]
-            if kind == "duplicate" and not good_ids:
-                kind = "good"
-        records.append(_row(rnd, i, kind, good_ids, chosen, mess=mess))
-
-    text = io.StringIO()
-    writer = csv.writer(text, delimiter=delimiter, lineterminator=rnd.choice(("\r\n", "\n")) if mess else "\n")
-    writer.writerow(padded)
-    for number, record in enumerate(records, start=1):
-        cells = [record.values.get(field, "") for field in chosen] + [
-            record.values.get(column, "") for column in _ATTRIBUTE_COLUMNS
-        ]
-        if record.kind == "ragged_row":
-            cells.append("surplus")
-        writer.writerow(cells)
-        if mess and number > _CLEAN_START and rnd.random() < 0.03:
-            text.write("\n")  # a blank line: skipped, not a row
-    data = text.getvalue().encode(encoding)
+    records = _records(rnd, rows, chosen, mess=mess)
+    data = _csv_text(rnd, padded, records, chosen, delimiter, mess=mess).encode(encoding)
     if compress:
         data = gzip.compress(data, mtime=0)
 
@@ -386,6 +342,80 @@ def make_messy_csv(
         codes=dict(codes),
         identities=distinct,
     )
+
+
+def _choose_format(rnd: random.Random, encoding: str | None, delimiter: str | None, *, mess: bool) -> tuple[str, str]:
+    """The file's encoding and delimiter: the ones asked for (checked), else random with ``mess``."""
+    if encoding is None:
+        encoding = rnd.choice(ENCODINGS) if mess else "utf-8"
+    if encoding not in ENCODINGS:
+        msg = f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}"
+        raise ValueError(msg)
+    if delimiter is None:
+        delimiter = rnd.choice(_DELIMITERS) if mess else ","
+    if delimiter not in _DELIMITERS:
+        msg = f"delimiter must be one of {_DELIMITERS!r}, got {delimiter!r}"
+        raise ValueError(msg)
+    return encoding, delimiter
+
+
+def _choose_columns(rnd: random.Random, columns: Mapping[str, str | None] | None, *, mess: bool) -> dict[str, str]:
+    """Field -> header: a built-in alias for each field (random with ``mess``), overridden by ``columns``."""
+    chosen = {field: (rnd.choice(names) if mess else names[0]) for field, names in _HEADERS.items()}
+    for field, name in (columns or {}).items():
+        if field not in _HEADERS:
+            msg = f"columns: {field!r} is not a contact field; use one of {', '.join(_HEADERS)}"
+            raise ValueError(msg)
+        if name is None:
+            del chosen[field]
+        else:
+            chosen[field] = name
+    return chosen
+
+
+def _records(rnd: random.Random, rows: int, chosen: Mapping[str, str], *, mess: bool) -> list[MessyRow]:
+    """The rows: good ones, and after the first few, with ``mess``, about one in five bad."""
+    # Only the kinds whose field the file has (a duplicate needs the external_id column).
+    kinds = [kind for kind, (_, _, needs) in _BAD_KINDS.items() if needs is None or needs in chosen]
+    weights = [_BAD_KINDS[kind][0] for kind in kinds]
+    if "external_id" in chosen:
+        kinds.append("duplicate")
+        weights.append(4)
+    records: list[MessyRow] = []
+    good_ids: list[int] = []
+    for i in range(1, rows + 1):
+        kind = "good"
+        if mess and i > _CLEAN_START and rnd.random() < 0.2:
+            kind = rnd.choices(kinds, weights)[0]
+            if kind == "duplicate" and not good_ids:
+                kind = "good"
+        records.append(_row(rnd, i, kind, good_ids, chosen, mess=mess))
+    return records
+
+
+def _csv_text(
+    rnd: random.Random,
+    header: list[str],
+    records: list[MessyRow],
+    chosen: Mapping[str, str],
+    delimiter: str,
+    *,
+    mess: bool,
+) -> str:
+    """The CSV text: the header, then each record's cells (a surplus one for a ragged row), blank lines in between."""
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=delimiter, lineterminator=rnd.choice(("\r\n", "\n")) if mess else "\n")
+    writer.writerow(header)
+    for number, record in enumerate(records, start=1):
+        cells = [record.values.get(field, "") for field in chosen] + [
+            record.values.get(column, "") for column in _ATTRIBUTE_COLUMNS
+        ]
+        if record.kind == "ragged_row":
+            cells.append("surplus")
+        writer.writerow(cells)
+        if mess and number > _CLEAN_START and rnd.random() < 0.03:
+            text.write("\n")  # a blank line: skipped, not a row
+    return text.getvalue()
 
 
 def _row(
