@@ -26,7 +26,6 @@ import re
 import socket
 import sqlite3
 import tempfile
-import threading
 import time
 import zlib
 from collections import Counter
@@ -38,7 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncssh
 import attrs
-from fsspec.asyn import get_loop, sync
 
 from truagents_import._converter import converter
 from truagents_import.config import Config, SinkConfig, StateConfig
@@ -46,8 +44,10 @@ from truagents_import.errors import ConfigError, ConnectError, KeyFileError, Plu
 from truagents_import.fields.mapping import ColumnMapping, resolve_mapping
 from truagents_import.plugins import Plugins
 from truagents_import.reading import Drift, FileRejected, Layout, header_drift, open_rows
-from truagents_import.remote import keys
 from truagents_import.remote.integration import Integration, close_filesystem
+from truagents_import.remote.probe import SSHProbe, probe_ssh
+from truagents_import.remote.probe import read_banner as _read_banner
+from truagents_import.remote.probe import resolve as _resolve
 from truagents_import.report import FileResult, ImportReport, escape_name
 from truagents_import.source import DataSource, RemoteFile, is_temporary, parse_duration
 from truagents_import.state import State, StateStore, open_state
@@ -191,63 +191,6 @@ class CheckReport:
 
 
 # -- small public helpers -----------------------------------------------------------------------
-
-
-@attrs.frozen
-class SSHProbe:
-    """How far an SSH connection got: ``ok``, or the step that stopped it.
-
-    ``outcome`` is ``ok`` (host key verified and key accepted), ``host_key`` (the server's key is
-    not the pinned one), ``auth`` (host key verified, our key refused) or ``network`` (the
-    handshake failed before the host key could be judged).
-    """
-
-    outcome: Literal["ok", "host_key", "auth", "network"]
-    #: The ``SHA256:`` fingerprint the server presented, when it got that far.
-    presented: str | None
-    #: The fingerprint of the client key offered.
-    client_key: str
-    #: What happened, for people.
-    message: str
-
-
-def probe_ssh(integration: Integration, *, timeout: float | None = None) -> SSHProbe:
-    """Connect with :meth:`Integration.connect_options` and tell a host key mismatch from a refused key.
-
-    Opens no SFTP session and closes the connection at once. Raises :class:`ConfigError`
-    when the integration's settings cannot even be used (key file, host key pin).
-    """
-    options = integration.connect_options()
-    seen: list[str] = options.pop("_seen")
-    client = keys.fingerprint(options["client_keys"][0])
-    if timeout is not None:
-        options["connect_timeout"] = timeout
-    where = f"{integration.username}@{integration.host}:{integration.port}"
-
-    async def attempt() -> str | None:
-        conn = await asyncssh.connect(integration.host, **options)
-        try:
-            key = conn.get_server_host_key()
-            return None if key is None else keys.fingerprint(key)
-        finally:
-            conn.close()
-            with contextlib.suppress(Exception):
-                await conn.wait_closed()
-
-    limit = float(options["connect_timeout"]) + 5.0
-    try:
-        presented = sync(get_loop(), attempt, timeout=limit)
-    except asyncssh.HostKeyNotVerifiable:
-        shown = seen[-1] if seen else None
-        return SSHProbe("host_key", shown, client, f"{where}: host key {shown or '(none)'} is not trusted")
-    except asyncssh.PermissionDenied:
-        shown = seen[-1] if seen else None
-        return SSHProbe("auth", shown, client, f"{where} refused the key {client}")
-    except (TimeoutError, OSError, asyncssh.Error) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        shown = seen[-1] if seen else None
-        return SSHProbe("network", shown, client, f"SSH handshake with {where} failed: {reason}")
-    return SSHProbe("ok", presented or (seen[-1] if seen else None), client, f"logged in as {where}")
 
 
 @attrs.frozen
@@ -1343,48 +1286,6 @@ def _cut_at_line(data: bytes) -> bytes:
         return data[: end + 2] if end > 0 else data
     end = data.rfind(b"\n")
     return data[: end + 1] if end > 0 else data
-
-
-def _resolve(host: str, port: int, timeout: float) -> list[Any]:
-    """``getaddrinfo`` with a time limit (a resolver that never answers must not hang the check)."""
-    box: dict[str, Any] = {}
-
-    def lookup() -> None:
-        try:
-            box["result"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            box["error"] = exc
-
-    worker = threading.Thread(target=lookup, name="check-resolve", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise TimeoutError(f"resolving {host} took more than {timeout:g} s")
-    if "error" in box:
-        raise box["error"]
-    result: list[Any] = box["result"]
-    return result
-
-
-def _read_banner(sock: socket.socket, timeout: float) -> str | None:
-    """The server's greeting: its ``SSH-2.0-...`` line (a server may send other lines first), or its
-    first line when it is not an SSH server, or None when it says nothing within ``timeout``."""
-    sock.settimeout(timeout)
-    data = b""
-    with contextlib.suppress(OSError):
-        while len(data) < 1024:
-            chunk = sock.recv(1024)
-            if not chunk:
-                break
-            data += chunk
-            complete = data.split(b"\n")[:-1]
-            if any(line.startswith(b"SSH-") for line in complete):
-                break
-    if not data:
-        return None
-    lines = [line.rstrip(b"\r") for line in data.split(b"\n")]
-    greeting = next((line for line in lines if line.startswith(b"SSH-")), lines[0])
-    return greeting.decode("utf-8", "replace")
 
 
 # -- running ------------------------------------------------------------------------------------
