@@ -32,10 +32,10 @@ from conftest import Endpoint
 from sshd import SSHD, run_sshd
 from truagents_import import ConnectError, HostKeyError, Integration, KeyFileError, keys
 from truagents_import.cli import main
-from truagents_import.errors import ConfigError
-from truagents_import.remote.integration import UploadNameError, check_upload_name
+from truagents_import.errors import ConfigError, UploadNameError
 from truagents_import.remote.pinning import set_host_key
 from truagents_import.remote.server import SFTPServer
+from truagents_import.remote.upload import check_upload_name
 
 PASSPHRASE = "tr0ub4dor & 3 correct-horse"
 PASSPHRASE_VAR = "TRUAGENTS_TEST_KEY_PASSPHRASE"

@@ -12,6 +12,21 @@ from pathlib import Path
 import pytest
 
 from conftest import Endpoint, endpoint_config, run_cli
+from truagents_import import (
+    CheckReport,
+    CheckStep,
+    ConfigError,
+    ConnectError,
+    FileRejected,
+    HostKeyError,
+    ImportReport,
+    KeyFileError,
+    PluginError,
+    TruagentsImportError,
+    UploadNameError,
+)
+from truagents_import.cli import exit_status
+from truagents_import.report import FileResult
 
 _config = endpoint_config
 run = run_cli
@@ -242,3 +257,33 @@ def test_progress_bar_only_on_a_terminal_without_json(
                           timeout=120, cwd=cfg.parent, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "downloading" not in proc.stderr and "rows done" not in proc.stderr  # stdout is not a terminal
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (TruagentsImportError("x"), 1),
+        (PluginError("x", plugin="p"), 1),
+        (FileRejected("empty", "the file is empty"), 1),
+        (ConfigError("x"), 2),
+        (KeyFileError("x"), 2),
+        (UploadNameError("x"), 2),
+        (ConnectError("x"), 3),
+        (HostKeyError("x", presented=None), 3),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
+)
+def test_exit_status_of_each_error(error: TruagentsImportError, status: int) -> None:
+    assert exit_status(error) == status
+
+
+def test_exit_status_of_reports() -> None:
+    from datetime import UTC, datetime
+
+    report = ImportReport(source="s", dry_run=False, started_at=datetime.now(UTC))
+    assert exit_status(report) == 0
+    report.files.append(FileResult(path="/in/a.csv", status="rejected"))
+    assert exit_status(report) == 1
+    assert exit_status(CheckReport(source="s", steps=[CheckStep("config", "pass", "ok")])) == 0
+    assert exit_status(CheckReport(source="s", steps=[CheckStep("server", "fail", "down")])) == 1
+    assert exit_status(CheckReport(source="s", steps=[CheckStep("config", "fail", "bad")])) == 2

@@ -261,3 +261,17 @@ def test_bom_never_leaks_into_header(tmp_path: Path) -> None:
     path.write_bytes(codecs.BOM_UTF8 + b"Email,Name\na@example.com,A\n")
     with open_rows(path) as (layout, _):
         assert layout.header == ["Email", "Name"]
+
+
+def test_data_errors_share_one_base_and_keep_their_old_homes() -> None:
+    import truagents_import
+    from truagents_import import errors, fields, reading
+
+    for cls in (FieldError, FileRejected):
+        assert issubclass(cls, errors.DataError) and issubclass(cls, truagents_import.TruagentsImportError)
+        error = cls("invalid_email", "not an address")
+        assert (error.code, error.message, str(error)) == ("invalid_email", "not an address", "not an address")
+    assert issubclass(FieldError, ValueError)
+    assert fields.contact.FieldError is errors.FieldError and reading.FileRejected is errors.FileRejected
+    public = {name for name in dir(errors) if isinstance(getattr(errors, name), type)}
+    assert public <= set(truagents_import.__all__)
