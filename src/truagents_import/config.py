@@ -16,8 +16,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from truagents_import._converter import converter
-from truagents_import.errors import ConfigError
-from truagents_import.fields.contact import FieldError, normalise_timezone
+from truagents_import.errors import ConfigError, FieldError
+from truagents_import.fields.contact import normalise_timezone
 from truagents_import.fields.mapping import valid_target
 from truagents_import.remote.integration import Integration
 from truagents_import.source import DataSource
