@@ -19,14 +19,16 @@ import attrs
 import pytest
 
 from conftest import Endpoint, endpoint_config, run_cli
-from truagents_import.check.ladder import (
+from truagents_import.check import (
     HEAD_BYTES,
+    MARKS,
     STEP_NAMES,
     CheckReport,
     check_source,
     near_misses,
     run_check,
 )
+from truagents_import.cli import exit_status
 from truagents_import.config import Config, parse_config
 from truagents_import.pipeline.importer import Importer
 from truagents_import.remote import keys
@@ -60,7 +62,7 @@ def make_config(endpoint: Endpoint, key_file: Path, base: Path, *, sink: dict[st
 
 
 def summary(report: CheckReport) -> str:
-    return "\n".join(f"{s.mark} {s.name}: {s.detail} | {s.advice}" for s in report.steps)
+    return "\n".join(f"{MARKS[s.status]} {s.name}: {s.detail} | {s.advice}" for s in report.steps)
 
 
 def assert_fails_at(report: CheckReport, name: str, *advice: str) -> str:
@@ -94,7 +96,7 @@ def test_healthy_setup_passes_every_step(endpoint: Endpoint, key_file: Path, tmp
     config = make_config(endpoint, key_file, tmp_path, expect_every="24h")
     report = run_check(config)
     assert [(s.name, s.status) for s in report.steps] == [(n, "pass") for n in STEP_NAMES], summary(report)
-    assert report.ok and report.exit_status == 0 and report.failed is None
+    assert report.ok and exit_status(report) == 0 and report.failed is None
     assert endpoint.fingerprint in report.step("host_key").detail
     assert "contacts_2026-11-24.csv" in report.step("shape").detail
     assert "0 of 2 rows of contacts_2026-11-24.csv" in report.step("sample").detail
@@ -214,7 +216,7 @@ def test_unreadable_key_fails_the_config_step_with_exit_2(embedded: Endpoint, ke
     key_file.chmod(0o644)
     report = run_check(make_config(embedded, key_file, tmp_path))
     assert_fails_at(report, "config", "`private_key`")
-    assert report.exit_status == 2
+    assert exit_status(report) == 2
 
 
 # -- the folder and its files ---------------------------------------------------------------------
@@ -403,13 +405,13 @@ def test_big_gzip_file_is_sampled_from_its_head(embedded: Endpoint, key_file: Pa
 
 
 def test_cut_at_line_keeps_whole_utf16_lines() -> None:
-    from truagents_import.check.ladder import _cut_at_line
+    from truagents_import.check.head import cut_at_line
 
     text = "email\na@example.com\nb@example.com\n"
     for encoded in (codecs.BOM_UTF16_LE + text.encode("utf-16-le"), codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
                     text.encode()):
         for end in range(len(encoded) // 2, len(encoded)):
-            kept = _cut_at_line(encoded[:end])
+            kept = cut_at_line(encoded[:end])
             assert encoded.startswith(kept)
             decoded = kept.decode("utf-16" if encoded[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8")
             assert decoded.endswith("\n")
@@ -452,9 +454,9 @@ def test_state_database_that_cannot_be_created(embedded: Endpoint, key_file: Pat
 
 def test_sink_secrets_are_not_shown(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
     from truagents_import import hookimpl
-    from truagents_import.check.ladder import _redact
+    from truagents_import._text import mask_url
 
-    assert _redact("postgresql://app:s3cret@db:5432/crm") == "postgresql://app:***@db:5432/crm"
+    assert mask_url("postgresql://app:s3cret@db:5432/crm") == "postgresql://app:***@db:5432/crm"
 
     def leaky(url: str, api_token: str) -> None:
         raise ConnectionError(f"cannot reach {url} with token {api_token}")
@@ -488,7 +490,7 @@ def test_run_all_goes_on_after_a_failure(embedded: Endpoint, key_file: Path, tmp
 def test_unknown_source_fails_the_config_step(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
     report = run_check(make_config(embedded, key_file, tmp_path), "nope")
     assert_fails_at(report, "config", "--source")
-    assert report.exit_status == 2 and report.source == "nope"
+    assert exit_status(report) == 2 and report.source == "nope"
 
 
 _cli_config = endpoint_config
@@ -562,7 +564,7 @@ def test_a_check_sends_no_import_finished_notice(embedded: Endpoint, key_file: P
 
 
 def test_probe_tells_host_key_from_auth(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
-    from truagents_import.check.ladder import probe_ssh
+    from truagents_import.remote.probe import probe_ssh
 
     probe = probe_ssh(embedded.integration(key_file))
     assert probe.outcome == "ok" and probe.presented == embedded.fingerprint

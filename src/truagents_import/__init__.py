@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from truagents_import.check.ladder import CheckReport, CheckStep, run_check
+from truagents_import.check import CheckReport, CheckStep, run_check
 from truagents_import.config import Config, load_config
 from truagents_import.errors import (
     ConfigError,

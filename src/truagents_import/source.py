@@ -22,7 +22,7 @@ from truagents_import.plugins import Plugins
 from truagents_import.remote.integration import Integration
 
 if TYPE_CHECKING:
-    from truagents_import.check.ladder import CheckReport
+    from truagents_import.check.report import CheckReport
     from truagents_import.fields.contact import Contact
     from truagents_import.state import State
 
@@ -300,7 +300,7 @@ class DataSource:
     def check(self, *, run_all: bool = False, plugins: Sequence[object] = ()) -> CheckReport:
         """Walk the triage ladder for this source (without a sink or state: those steps skip).
 
-        See :func:`truagents_import.check.ladder.run_check` for a whole configuration.
+        See :func:`truagents_import.check.run_check` for a whole configuration.
         """
         from truagents_import.check.ladder import check_source
 

@@ -20,7 +20,7 @@ from truagents_import.errors import ConfigError, ConnectError, TruagentsImportEr
 from truagents_import.report import ImportReport
 
 if TYPE_CHECKING:
-    from truagents_import.check.ladder import CheckReport
+    from truagents_import.check.report import CheckReport
 
 __all__ = ["EXIT_STATUSES", "command", "config_option", "emit_json", "exit_status", "marks", "source_option"]
 

@@ -207,7 +207,7 @@ def check(config_path: Path | None, source_name: str | None, run_all: bool, as_j
     Exit status: 0 when no step failed (warnings allowed), 1 when a step failed, 2 when the
     configuration is unusable (the file, or the `config` step).
     """
-    from truagents_import.check.ladder import run_check
+    from truagents_import.check.run import run_check
     from truagents_import.config import load_config
 
     report = run_check(load_config(config_path), source_name, run_all=run_all)

@@ -27,9 +27,7 @@ from truagents_import.remote.sftp import close_filesystem, posix_rename, remote_
 from truagents_import.remote.upload import SCP_NOTE, UploadCommand, UploadResult, check_upload_name, temporary_name
 
 if TYPE_CHECKING:
-    from truagents_import.check.ladder import CheckReport
-
-_CONNECTION_STEPS = ("config", "reachable", "host_key", "auth")
+    from truagents_import.check.report import CheckReport
 
 __all__ = [
     "SCP_NOTE",
@@ -309,15 +307,11 @@ class Integration:
         """The connection rungs of the triage ladder: config, reachable, host_key, auth.
 
         Stops at the first failing step, with the next thing to do; see
-        :func:`truagents_import.check.ladder.run_check` for the whole ladder of a data source.
+        :func:`truagents_import.check.run_check` for the whole ladder of a data source.
         """
-        from truagents_import.check.ladder import check_source
-        from truagents_import.source import DataSource
+        from truagents_import.check.ladder import check_connection
 
-        probe = DataSource(name=f"{self.host}:{self.port}", path=".", pattern="*", integration=self)
-        report = check_source(probe)
-        report.steps = [s for s in report.steps if s.name in _CONNECTION_STEPS]
-        return report
+        return check_connection(self)
 
     # -- keys and uploads ------------------------------------------------------------------
 
