@@ -259,6 +259,7 @@ def test_plugins_command_shows_entry_point_distribution_and_version(vendor: impo
         "distribution": "truagents-import-vendor",
         "version": vendor.version,
         "sinks": ["vendor-audit"],
+        "layouts": [],
     }
     assert "vendor-audit" in data["sinks"]
     text = CliRunner().invoke(main, ["plugins"]).output

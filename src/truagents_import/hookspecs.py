@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from truagents_import.fields.contact import Contact
+    from truagents_import.fields.layout import Layout
     from truagents_import.report import ImportReport, Problem
     from truagents_import.source import DataSource
 
@@ -98,6 +99,19 @@ def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
     error that names both plugins.
 
     :param register: the callback that records a sink type under a name: ``register("vendor-audit", AuditSink)``.
+    """
+
+
+@hookspec
+def register_layouts(register: Callable[[Layout], None]) -> None:
+    """Offer export layouts (SPEC 9): call ``register(layout)`` for each.
+
+    Called once, when the plugin manager is built. A file whose header has every distinctive
+    column of a layout is read in that layout (a source may force one with ``layout = "<name>"``
+    or turn recognition off with ``layout = "none"``). A name registered twice is an error that
+    names both plugins.
+
+    :param register: the callback that records a :class:`~truagents_import.Layout`: ``register(Layout(name=..., ...))``.
     """
 
 

@@ -28,6 +28,7 @@ import pluggy
 
 from truagents_import import hookspecs
 from truagents_import.errors import ConfigError, PluginError, TruagentsImportError
+from truagents_import.fields.layout import Layout
 
 if TYPE_CHECKING:
     from truagents_import.fields.contact import Contact
@@ -40,6 +41,7 @@ __all__ = ["BLOCK_ENV", "DEFAULT_PLUGINS", "Plugins", "blocked_names", "get_plug
 #: Built-in plugins, registered first, in this order (``module`` or ``module:Class``).
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "truagents_import.fields.mapping:BuiltinAliases",
+    "truagents_import.fields.layouts_builtin",
     "truagents_import.fields.validators",
     "truagents_import.sinks.memory",
     "truagents_import.sinks.jsonl",
@@ -134,6 +136,8 @@ class Plugins:
     pm: pluggy.PluginManager = attrs.field(factory=lambda: pluggy.PluginManager(hookspecs.PROJECT))
     #: Sink type name -> ``(factory, name of the plugin that registered it)``.
     sinks: dict[str, tuple[SinkFactory, str]] = attrs.field(factory=dict)
+    #: Export layout name -> (layout, the plugin that registered it), in registration order (SPEC 9).
+    layouts: dict[str, tuple[Layout, str]] = attrs.field(factory=dict)
     #: Plugin name -> ``(distribution name, version)``, for plugins whose distribution is known.
     distributions: dict[str, tuple[str, str]] = attrs.field(factory=dict)
     #: Plugin name -> how it was found: ``builtin``, ``entry point`` or ``passed``.
@@ -174,6 +178,8 @@ class Plugins:
         self.check_pending()
         for impl in self._impls("register_sinks"):
             self._call(impl, "register_sinks", "", register=self._registrar(impl.plugin_name))
+        for impl in self._impls("register_layouts"):
+            self._call(impl, "register_layouts", "", register=self._layout_registrar(impl.plugin_name))
         return self
 
     # -- registration -------------------------------------------------------------------------
@@ -269,6 +275,34 @@ class Plugins:
             self.sinks[name] = (factory, plugin)
 
         return register
+
+    def _layout_registrar(self, plugin: str) -> Callable[[Layout], None]:
+        def register(layout: Layout) -> None:
+            if not isinstance(layout, Layout):
+                msg = (
+                    f"plugin {self.describe(plugin)} registered {layout!r} as an export layout: pass a "
+                    "truagents_import.Layout"
+                )
+                raise PluginError(msg, plugin=plugin, hook="register_layouts")
+            if layout.name in self.layouts:
+                other = self.layouts[layout.name][1]
+                msg = (
+                    f"export layout {layout.name!r} is registered by both {self.describe(other)} and "
+                    f"{self.describe(plugin)}; rename one, or block one of them: {BLOCK_ENV}={plugin}"
+                )
+                raise PluginError(msg, plugin=plugin, hook="register_layouts")
+            self.layouts[layout.name] = (layout, plugin)
+
+        return register
+
+    def layout(self, name: str) -> Layout:
+        """The export layout registered under ``name``; a :class:`ConfigError` listing the others if none is."""
+        found = self.layouts.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.layouts)) or "none"
+            msg = f"layout = {name!r} is not a registered export layout; the layouts are: {known} (or 'auto', 'none')"
+            raise ConfigError(msg)
+        return found[0]
 
     # -- attribution --------------------------------------------------------------------------
 
@@ -449,6 +483,9 @@ class Plugins:
         by_plugin: dict[str, list[str]] = {}
         for sink_name, (_, owner) in self.sinks.items():
             by_plugin.setdefault(owner, []).append(sink_name)
+        layouts_of: dict[str, list[str]] = {}
+        for layout_name, (_, owner) in self.layouts.items():
+            layouts_of.setdefault(owner, []).append(layout_name)
         out = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:  # a blocked name
@@ -463,6 +500,7 @@ class Plugins:
                     "distribution": dist[0] if dist else None,
                     "version": dist[1] if dist else None,
                     "sinks": sorted(by_plugin.get(name, [])),
+                    "layouts": sorted(layouts_of.get(name, [])),
                 }
             )
         return out

@@ -11,10 +11,10 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import attrs
 
@@ -37,6 +37,8 @@ class Layout:
     encoding: str
     delimiter: str
     header: list[str]
+    #: Lines before the header (SPEC 9: a ``Notes:`` block); rows still count from 1 after it.
+    preamble_lines: int = 0
 
 
 class _LimitedReader(io.RawIOBase):
@@ -210,12 +212,17 @@ def open_rows(
     delimiter: str | None = None,
     max_field_size: int = 1 << 20,
     max_decompressed_size: int = 1 << 34,
+    is_header: Callable[[list[str]], bool] | None = None,
 ) -> Iterator[tuple[Layout, Iterator[list[str] | None]]]:
     """Open a CSV file and yield its layout and an iterator of its data rows (blank lines skipped).
 
     A row holding a field larger than ``max_field_size`` characters (or a line longer than
     that) comes out as ``None``: the caller rejects that row and reading goes on, in memory
     bounded by ``max_field_size``.
+
+    ``is_header`` finds a header after preamble lines (SPEC 9): when the first line is not one,
+    the first of the first :data:`PREAMBLE_LINES` lines it accepts is the header, and the lines
+    before it are the preamble (``Layout.preamble_lines``); when none is, the first line is.
 
     Raises :class:`FileRejected` for an empty, undecodable or header-less file, and while
     iterating when decoding fails part-way.
@@ -229,64 +236,128 @@ def open_rows(
             text = io.TextIOWrapper(raw, encoding=enc, newline="")
             lines = _Lines(text, max_field_size)
             reader = csv.reader(lines, delimiter=delim)
-            try:
-                header = next(reader)
-                while not header:
-                    header = next(reader)
-            except StopIteration:
-                raise FileRejected("empty", "the file is empty") from None
-            except UnicodeDecodeError as exc:
-                raise FileRejected("undecodable", f"cannot be decoded as {enc}: {exc.reason}") from None
-            except csv.Error as exc:
-                raise FileRejected("no_header", f"the header row cannot be read: {exc}") from None
-            if lines.oversized:
-                raise FileRejected("no_header", f"the header row is longer than max_field_size ({max_field_size})")
-            lines.new_record()
-            header = [h.strip() for h in header]
-            if header and header[0].startswith("\ufeff"):
-                header[0] = header[0].lstrip("\ufeff")
-            if not any(header):
-                raise FileRejected("no_header", "the first line is blank: a header row is required")
-
-            def rows() -> Iterator[list[str] | None]:
-                try:
-                    while True:
-                        try:
-                            row = next(reader)
-                        except StopIteration:
-                            return
-                        except csv.Error as exc:
-                            if "field larger than field limit" not in str(exc):
-                                msg = f"malformed CSV near line {reader.line_num}: {exc}"
-                                raise FileRejected("malformed_csv", msg) from None
-                            inside_quotes = lines.odd_quotes
-                            lines.new_record()
-                            lines.skip_record = lines.odd_quotes = inside_quotes
-                            yield None
-                            continue
-                        if lines.oversized:
-                            lines.new_record()
-                            yield None
-                            continue
-                        if lines.eof and lines.odd_quotes and row and row[-1].endswith(("\n", "\r")):
-                            start = reader.line_num - lines.lines_in_record + 1
-                            msg = (
-                                f"a quoted field opened on line {start} never closes: fix the quotes in that row "
-                                "(everything after it would otherwise be read as one value)"
-                            )
-                            raise FileRejected("malformed_csv", msg)
-                        lines.new_record()
-                        if row:
-                            yield row
-                except UnicodeDecodeError as exc:
-                    msg = f"cannot be decoded as {enc} after line {reader.line_num}: {exc.reason}"
-                    raise FileRejected("undecodable", msg) from None
-                except (OSError, EOFError) as exc:
-                    raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
-
-            yield Layout(compression=compression, encoding=enc, delimiter=delim, header=header), rows()
+            header = _first_record(reader, lines, enc, max_field_size)
+            preamble: int = 0
+            replay: list[list[str] | FileRejected | None] = []
+            if is_header is not None and not is_header(header):
+                header, preamble, replay = _after_preamble(reader, lines, header, is_header)
+            shape = Layout(compression=compression, encoding=enc, delimiter=delim, header=header)
+            yield attrs.evolve(shape, preamble_lines=preamble), _rows(reader, lines, enc, replay)
     finally:
         csv.field_size_limit(previous_limit)
+
+
+#: How many lines may come before the header (SPEC 9: LinkedIn's ``Notes:`` block).
+PREAMBLE_LINES = 20
+
+
+def _clean_header(record: list[str]) -> list[str]:
+    header = [h.strip() for h in record]
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0].lstrip("\ufeff")
+    return header
+
+
+def _first_record(reader: Any, lines: _Lines, enc: str, max_field_size: int) -> list[str]:
+    """The first non-blank record, as a header; :class:`FileRejected` when there is none."""
+    try:
+        header = next(reader)
+        while not header:
+            header = next(reader)
+    except StopIteration:
+        raise FileRejected("empty", "the file is empty") from None
+    except UnicodeDecodeError as exc:
+        raise FileRejected("undecodable", f"cannot be decoded as {enc}: {exc.reason}") from None
+    except csv.Error as exc:
+        raise FileRejected("no_header", f"the header row cannot be read: {exc}") from None
+    if lines.oversized:
+        raise FileRejected("no_header", f"the header row is longer than max_field_size ({max_field_size})")
+    lines.new_record()
+    header = _clean_header(header)
+    if not any(header):
+        raise FileRejected("no_header", "the first line is blank: a header row is required")
+    return header
+
+
+def _after_preamble(
+    reader: Any, lines: _Lines, first: list[str], is_header: Callable[[list[str]], bool]
+) -> tuple[list[str], int, list[list[str] | FileRejected | None]]:
+    """The header among the first lines, the number of lines before it, and the records read past
+    the first that turn out to be data (when no line is a header, the first line stays the header)."""
+    read: list[list[str] | FileRejected | None] = []
+    while reader.line_num < PREAMBLE_LINES:
+        before = reader.line_num
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "field larger than field limit" not in str(exc):
+                read.append(FileRejected("malformed_csv", f"malformed CSV near line {reader.line_num}: {exc}"))
+                break
+            inside_quotes = lines.odd_quotes
+            lines.new_record()
+            lines.skip_record = lines.odd_quotes = inside_quotes
+            read.append(None)
+            break
+        except UnicodeDecodeError as exc:
+            message = f"cannot be decoded after line {reader.line_num}: {exc.reason}"
+            read.append(FileRejected("undecodable", message))
+            break
+        if lines.oversized:
+            lines.new_record()
+            read.append(None)
+            break
+        lines.new_record()
+        if not record:
+            continue
+        if is_header(_clean_header(record)):
+            return _clean_header(record), before, []
+        read.append(record)
+    return first, 0, read
+
+
+def _rows(
+    reader: Any, lines: _Lines, enc: str, replay: list[list[str] | FileRejected | None]
+) -> Iterator[list[str] | None]:
+    for record in replay:  # records read while looking for the header after all
+        if isinstance(record, FileRejected):
+            raise record
+        yield record
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if "field larger than field limit" not in str(exc):
+                    msg = f"malformed CSV near line {reader.line_num}: {exc}"
+                    raise FileRejected("malformed_csv", msg) from None
+                inside_quotes = lines.odd_quotes
+                lines.new_record()
+                lines.skip_record = lines.odd_quotes = inside_quotes
+                yield None
+                continue
+            if lines.oversized:
+                lines.new_record()
+                yield None
+                continue
+            if lines.eof and lines.odd_quotes and row and row[-1].endswith(("\n", "\r")):
+                start = reader.line_num - lines.lines_in_record + 1
+                msg = (
+                    f"a quoted field opened on line {start} never closes: fix the quotes in that row "
+                    "(everything after it would otherwise be read as one value)"
+                )
+                raise FileRejected("malformed_csv", msg)
+            lines.new_record()
+            if row:
+                yield row
+    except UnicodeDecodeError as exc:
+        msg = f"cannot be decoded as {enc} after line {reader.line_num}: {exc.reason}"
+        raise FileRejected("undecodable", msg) from None
+    except (OSError, EOFError) as exc:
+        raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
 
 
 @attrs.frozen

@@ -64,6 +64,10 @@ class FileResult:
     drift: dict[str, list[str]] | None = None
     #: How the file's columns were mapped: column -> field or ``attributes.<name>``.
     mapping: dict[str, str] | None = None
+    #: The export layout the file was read in (SPEC 9: ``"google_contacts"``), if one was recognised.
+    layout: str | None = None
+    #: Lines before the header (a preamble such as LinkedIn's ``Notes:``); they are not rows.
+    preamble_lines: int = 0
 
     def add_problem(self, problem: Problem) -> None:
         """Keep a problem, up to :data:`MAX_PROBLEMS` per file (counts are kept elsewhere)."""

@@ -141,6 +141,11 @@ class DataSource:
     delimiter: str | None = attrs.field(default=None, validator=_validate_delimiter)
     max_field_size: int = 1 << 20
     max_decompressed_size: int = 4 << 30
+    #: The export layout of this source's files (SPEC 9): ``"auto"`` recognises it from each
+    #: file's header, a layout's name forces that one, ``"none"`` turns layouts off.
+    layout: str = "auto"
+    #: Read a phone number without ``+`` in the region of the row's country column first (SPEC 9).
+    phone_region_from_country: bool = True
     integration: Integration | None = attrs.field(default=None, repr=False, eq=False)
     fs: Any = attrs.field(default=None, repr=False, eq=False)
 

@@ -64,18 +64,25 @@ def infer_timezone(phone_e164: str) -> str | None:
     return _zones_by_folded_name().get(str(zones[0]).casefold())
 
 
-_TAG_SPLIT = re.compile(r"[;,|]")
+_TAG_SPLIT = re.compile(r"[;,|]| ::: ")
 
 
 def normalise_tags(value: str) -> tuple[str, ...]:
-    """Split tags on ``;``, ``,`` and ``|``; strip them, drop empties and duplicates, keep order."""
+    """Split tags on ``;``, ``,``, ``|`` and Google's `` ::: ``; strip them and the quotes around
+    them (``"VIP"``), drop empties and duplicates, keep order."""
     return _split_tags(value) if value else ()
 
 
 @functools.lru_cache(maxsize=4096)
 def _split_tags(value: str) -> tuple[str, ...]:
     # Remembered per distinct cell: files repeat a limited set of tag combinations.
-    return tuple(dict.fromkeys(t for t in (p.strip() for p in _TAG_SPLIT.split(value)) if t))
+    return tuple(dict.fromkeys(t for t in (_unquote(p.strip()) for p in _TAG_SPLIT.split(value)) if t))
+
+
+def _unquote(tag: str) -> str:
+    if len(tag) >= 2 and tag[0] == tag[-1] and tag[0] in "\"'":
+        return tag[1:-1].strip()
+    return tag
 
 
 _TRUE = frozenset({"true", "yes", "y", "1"})

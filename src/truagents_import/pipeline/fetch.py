@@ -47,13 +47,17 @@ def download(
 
 
 def open_local_rows(
-    source: DataSource, local: Path
+    source: DataSource, local: Path, is_header: Callable[[list[str]], bool] | None = None
 ) -> AbstractContextManager[tuple[Layout, Iterator[list[str] | None]]]:
-    """:func:`~truagents_import.reading.open_rows` of a fetched file, with the source's reading options."""
+    """:func:`~truagents_import.reading.open_rows` of a fetched file, with the source's reading options.
+
+    ``is_header`` tells the header from preamble lines (see :func:`.header.header_finder`).
+    """
     return open_rows(
         local,
         encoding=source.encoding,
         delimiter=source.delimiter,
         max_field_size=source.max_field_size,
         max_decompressed_size=source.max_decompressed_size,
+        is_header=is_header,
     )

@@ -19,6 +19,7 @@ import attrs
 from truagents_import.errors import ConnectError, PluginError
 from truagents_import.fields.mapping import ColumnMapping
 from truagents_import.pipeline.fetch import download, open_local_rows
+from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.parallel import fewer_collections
 from truagents_import.pipeline.process import AcceptedBatch, RowPipeline, checked_mapping
 from truagents_import.pipeline.rejects import Rejects, rejects_file_name, unique_rejects_path
@@ -113,8 +114,12 @@ class FileImport:
         staging = Staging(self.spool / f"{self.index}.staging", sql_rows=bulk)
         rejects: Rejects | None = None
         try:
-            with open_local_rows(self.source, local) as (layout, rows):
+            with open_local_rows(self.source, local, header_finder(self.importer.plugins, self.source)) as (
+                layout,
+                rows,
+            ):
                 header = layout.header
+                result.preamble_lines = layout.preamble_lines
                 mapping = self._mapping(layout, rows)
                 if importer.rejects_dir is not None:
                     rejects = Rejects(self.spool / f"{self.index}.rejects.csv", header)
@@ -166,6 +171,7 @@ class FileImport:
             raise
         result.warnings.extend(mapping.warnings)
         result.mapping = dict(mapping.by_column)
+        result.layout = None if mapping.layout is None else mapping.layout.name
         return mapping
 
     def _stage(

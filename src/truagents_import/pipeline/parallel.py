@@ -27,7 +27,8 @@ try:
 except ImportError:  # not on POSIX
     fcntl = None  # type: ignore[assignment]
 
-from truagents_import.pipeline.process import BuildSpec, Built, HelperGone, RowBuilder, build_chunk
+from truagents_import.pipeline.builder import BuildSpec, Built, RowBuilder, build_chunk
+from truagents_import.pipeline.process import HelperGone
 
 __all__ = ["PARALLEL_MIN_BYTES", "Worker", "fewer_collections", "usable_cpus", "worker_main"]
 

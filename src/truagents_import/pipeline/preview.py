@@ -20,6 +20,7 @@ from truagents_import._converter import to_dict
 from truagents_import._safety import escape_name
 from truagents_import.errors import PluginError
 from truagents_import.pipeline.fetch import download, open_local_rows
+from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.process import RowPipeline, checked_mapping
 from truagents_import.reading import FileRejected, header_drift
 from truagents_import.report import Problem
@@ -54,6 +55,11 @@ class Preview:
     #: Why the whole file would be rejected, if it would be.
     rejected_because: str | None = None
     drift: dict[str, list[str]] | None = None
+    #: The export layout recognised (SPEC 9): its name and title, if any.
+    layout: str | None = None
+    layout_title: str | None = None
+    #: Lines before the header (a preamble); they are not rows.
+    preamble_lines: int = 0
 
     def count(self, codes: Counter[str]) -> None:
         """Record the problem codes of the sample, most common first."""
@@ -123,7 +129,7 @@ def preview_file(
 def _preview_rows(
     out: Preview, source: DataSource, local: Path, plugins: Plugins, state: State | None, rows: int, sample: int
 ) -> None:
-    with open_local_rows(source, local) as (layout, it):
+    with open_local_rows(source, local, header_finder(plugins, source)) as (layout, it):
         out.compression, out.encoding, out.delimiter = layout.compression, layout.encoding, layout.delimiter
         out.header = layout.header
         drift = header_drift(None if state is None else state.last_header(source.name), layout.header)
@@ -133,6 +139,9 @@ def _preview_rows(
         mapping = checked_mapping(layout.header, plugins, source, out.path)
         out.mapping = dict(mapping.by_column)
         out.warnings.extend(mapping.warnings)
+        out.preamble_lines = layout.preamble_lines
+        if mapping.layout is not None:
+            out.layout, out.layout_title = mapping.layout.name, mapping.layout.title
         codes: Counter[str] = Counter()
 
         def rejected(_: list[str] | None, problems: list[Problem]) -> None:

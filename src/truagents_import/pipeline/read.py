@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from truagents_import.pipeline.fetch import download, open_local_rows
+from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.process import RowPipeline, checked_mapping
 from truagents_import.reading import FileRejected
 from truagents_import.report import Problem
@@ -37,7 +38,7 @@ def read_contacts(source: DataSource, file: RemoteFile | str, *, plugins: Plugin
         local = Path(spool) / "0.data"
         download(source, path if isinstance(file, str) else file, local)
         try:
-            with open_local_rows(source, local) as (layout, rows):
+            with open_local_rows(source, local, header_finder(plugins, source)) as (layout, rows):
                 mapping = checked_mapping(layout.header, plugins, source, path)
                 pipeline = RowPipeline(source, layout.header, mapping, plugins=plugins, file=path, on_reject=ignore)
                 for batch in pipeline.batches(rows):
