@@ -21,6 +21,7 @@ import functools
 import os
 import random
 import sqlite3
+import subprocess
 import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -599,6 +600,57 @@ def test_the_benchmark_file(tmp_path: Path) -> None:
     phones = [row[phone_at] for row in data if row[phone_at].strip()]
     assert sum(map(_fast_email, emails)) > 0.95 * len(emails)
     assert sum(_fast_phone(p.strip(), "US") for p in phones) > 0.95 * len(phones)
+
+
+SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_contacts.py"
+
+
+def expected_phone_in_country(cell: str, country: str, default: str) -> str | None:
+    """SPEC 9 with phonenumbers called directly: read in the row's country first, then in ``default``."""
+    region = country.strip().upper()
+    if region and region in phonenumbers.SUPPORTED_REGIONS and not cell.strip().startswith("+"):
+        found = expected_phone(cell, region)
+        if found is not None:
+            return found
+    return expected_phone(cell, default)
+
+
+@pytest.mark.skipif(not SHARED_BENCH.exists(), reason="the shared benchmark generator is not beside the project")
+def test_the_shared_benchmark_file_with_per_row_regions(tmp_path: Path) -> None:
+    """The benchmark workload (14 countries, national formats): every phone is read in its row's
+    ``Country`` first, then in default_region, exactly as phonenumbers says; every email as
+    email-validator says. TRUAGENTS_DIFFERENTIAL_ROWS=1000000 (nox -s bench) runs the whole file."""
+    rows = int(os.environ.get("TRUAGENTS_DIFFERENTIAL_ROWS", "20000"))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    subprocess.run(
+        [sys.executable, str(SHARED_BENCH), str(rows), "--seed", "20240601", "--out", str(inbox / "contacts.csv")],
+        check=True,
+        capture_output=True,
+    )
+    with (inbox / "contacts.csv").open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        data = list(reader)
+    email_at, phone_at, country_at = header.index("Email"), header.index("Phone"), header.index("Country")
+    result, contacts = run(inbox, "US", "drop_field")
+    assert result.rows == rows == result.imported + result.duplicates + result.rejected
+    # drop_field keeps every row that still has an identity once its invalid values are dropped.
+    assert {p.code for p in result.problems} <= {"missing_identity"} and result.rejected < rows // 1000
+    mismatches = []
+    regional = 0
+    for n, row in enumerate(data, start=1):
+        got = contacts.get(n)
+        if got is None:  # rejected (no identity left), or a duplicated External ID whose later row won
+            continue
+        want_phone = expected_phone_in_country(row[phone_at], row[country_at], "US")
+        want = (expected_email(row[email_at]), want_phone)
+        regional += want_phone is not None and want_phone != expected_phone(row[phone_at], "US")
+        if (got.email, got.phone) != want:
+            mismatches.append((n, row[email_at], row[phone_at], row[country_at], got.email, got.phone, want))
+        assert got.attributes.get("Country") == row[country_at]  # the country itself stays in attributes
+    assert mismatches[:20] == []
+    assert regional > rows // 10  # many phones are valid only in their row's country
 
 
 # --- the worker process: the same import whichever process built the rows ----------------------

@@ -18,6 +18,7 @@ from truagents_import.errors import (
     UploadNameError,
 )
 from truagents_import.fields.contact import Contact
+from truagents_import.fields.layout import Layout
 from truagents_import.hookspecs import Sink, hookimpl
 from truagents_import.pipeline.importer import Importer, Progress
 from truagents_import.pipeline.preview import Preview
@@ -51,6 +52,7 @@ __all__ = [
     "Integration",
     "JSONLSink",
     "KeyFileError",
+    "Layout",
     "MemorySink",
     "PluginError",
     "PostgresError",

@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,7 +113,11 @@ def _detect_delimiter(text: str) -> str:
             continue
         width = len(records[0])
         if width < 2:
-            continue
+            # A preamble line first (SPEC 9): judge by the width most lines after it share.
+            widths = Counter(len(r) for r in records[1:] if len(r) >= 2)
+            if not widths:
+                continue
+            width = widths.most_common(1)[0][0]
         consistent = sum(1 for r in records[1:] if len(r) == width)
         score = width * (1 + consistent)
         if score > best_score:

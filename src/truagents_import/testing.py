@@ -21,6 +21,10 @@ fixture                    what it gives
 ``truagents_messy_csv``    :func:`make_messy_csv`, to make realistic, messy contact files
 =========================  ==============================================================
 
+:func:`write_export` writes a file the way another system exports contacts (an export
+:class:`~truagents_import.Layout`: its columns, encoding, delimiter, line endings and preamble),
+so a plugin author can test a layout of their own.
+
 A test of a plugin then reads like the project's own tests::
 
     from truagents_import import Importer, MemorySink
@@ -42,13 +46,14 @@ import io
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import asyncssh
 import attrs
 import pytest
 
+from truagents_import.fields.layout import Layout
 from truagents_import.remote import keys
 from truagents_import.remote.integration import Integration
 from truagents_import.remote.server import SFTPServer
@@ -59,6 +64,7 @@ __all__ = [
     "MessyCSV",
     "MessyRow",
     "make_messy_csv",
+    "write_export",
     "truagents_client_key",
     "truagents_host_key",
     "truagents_inbox",
@@ -476,3 +482,51 @@ def _e164(phone: str) -> str:
     from truagents_import.fields.contact import normalise_phone
 
     return normalise_phone(phone, "US") if phone.strip() else ""
+
+
+# -- files in an export layout ---------------------------------------------------------------------
+
+
+def write_export(
+    folder: Path,
+    name: str,
+    layout: Layout,
+    rows: Sequence[Mapping[str, str]],
+    *,
+    header: Sequence[str] | None = None,
+    preamble: Sequence[str] = (),
+) -> Path:
+    """Write ``rows`` as ``layout``'s system exports them and return the file's path.
+
+    The header is ``header``, or the layout's distinctive columns followed by its other columns.
+    Each row maps a column name, or a target (``"email"``, ``"phone"``, ``"tags"``...), to its
+    value: a target fills the first of the layout's columns for it. The file is written in the
+    layout's encoding (UTF-16 with its BOM for ``"utf-16"``), delimiter and line endings, after
+    the ``preamble`` lines (as LinkedIn writes its ``Notes:``); cells are quoted as needed.
+    """
+    columns = list(header) if header is not None else _export_header(layout)
+    first_of: dict[str, str] = {}
+    for column, target in layout.columns:
+        if column in columns:
+            first_of.setdefault(target, column)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=layout.delimiter, lineterminator=layout.line_ending)
+    for line in preamble:
+        out.write(line + layout.line_ending)
+    writer.writerow(columns)
+    for row in rows:
+        cells = {first_of.get(key, key): value for key, value in row.items()}
+        unknown = set(cells) - set(columns)
+        if unknown:
+            msg = f"write_export: {sorted(unknown)} are neither columns of the header nor targets of {layout.name!r}"
+            raise ValueError(msg)
+        writer.writerow([cells.get(column, "") for column in columns])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    encoding = layout.encoding or "utf-8"
+    path.write_bytes(out.getvalue().encode("utf-16" if encoding.lower().replace("-", "") == "utf16" else encoding))
+    return path
+
+
+def _export_header(layout: Layout) -> list[str]:
+    return list(dict.fromkeys([*layout.distinctive, *(column for column, _ in layout.columns)]))

@@ -123,6 +123,8 @@ class Importer:
         """
         if not dry_run:
             self._check_merge_policy()
+        if self.source.layout not in ("auto", "none"):
+            self.plugins.layout(self.source.layout)  # a ConfigError naming the layouts there are
         report = ImportReport(source=self.source.name, dry_run=dry_run, started_at=datetime.now(UTC))
         listing = self.source.list_files(self.state)
         late = self.source.overdue(listing, report.started_at)
