@@ -275,3 +275,33 @@ def test_a_plugin_layout_and_the_test_kit(tmp_path: Path) -> None:
     assert (second.external_id, second.email, second.unsubscribed) == ("K-2", "b@example.de", True)
     with pytest.raises(ValueError, match="neither columns"):
         write_export(tmp_path, "x.csv", crm, [{"nope": "1"}])
+
+
+def test_preview_check_and_the_command_line_name_the_layout(tmp_path: Path, write_config: Any) -> None:
+    from click.testing import CliRunner
+
+    from truagents_import.cli import main
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "connections.csv").write_bytes((EXPORTS / "linkedin_connections.csv").read_bytes())
+    source = DataSource(name="li", path=str(inbox), min_age=0, default_region="US", pattern="*.csv")
+    preview = source.preview("connections.csv")
+    assert (preview.layout, preview.layout_title, preview.preamble_lines) == (
+        "linkedin_connections", "LinkedIn Connections export", 3,
+    )  # fmt: skip
+    assert preview.header[:3] == ["First Name", "Last Name", "URL"]
+    shape = source.check(run_all=True).step("shape")
+    assert "read as a LinkedIn Connections export (linkedin_connections)" in shape.detail
+    assert "3 preamble lines" in shape.detail and "Email Address -> email" in shape.detail
+
+    config = write_config(
+        f'[[sources]]\nname = "li"\npath = "{inbox}"\npattern = "*.csv"\nmin_age = 0\ndefault_region = "US"\n'
+        f'[sink]\ntype = "memory"\n[state]\npath = "{tmp_path / "state.db"}"\n'
+    )
+    out = CliRunner().invoke(main, ["preview", "connections.csv", "--config", str(config)])
+    assert "layout     LinkedIn Connections export (linkedin_connections)" in out.output
+    assert "preamble   3 lines before the header" in out.output
+    result = CliRunner().invoke(main, ["import", "--json", "--config", str(config)])
+    [file] = json.loads(result.output)["files"]
+    assert (file["layout"], file["preamble_lines"]) == ("linkedin_connections", 3)

@@ -295,6 +295,10 @@ class Plugins:
 
         return register
 
+    def layout_list(self) -> list[Layout]:
+        """The registered export layouts, in registration order."""
+        return [layout for layout, _ in self.layouts.values()]
+
     def layout(self, name: str) -> Layout:
         """The export layout registered under ``name``; a :class:`ConfigError` listing the others if none is."""
         found = self.layouts.get(name)

@@ -21,7 +21,7 @@ import attrs
 
 from truagents_import.errors import FileRejected
 
-__all__ = ["DELIMITERS", "Drift", "FileRejected", "Layout", "header_drift", "open_rows", "sniff"]
+__all__ = ["DELIMITERS", "Drift", "FileRejected", "Shape", "header_drift", "open_rows", "sniff"]
 
 #: Delimiters that are detected, in order of preference on a tie.
 DELIMITERS = (",", ";", "\t", "|")
@@ -31,8 +31,8 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 
 
 @attrs.frozen
-class Layout:
-    """What was detected about a file: compression, encoding, delimiter and header."""
+class Shape:
+    """What was detected about a file: compression, encoding, delimiter, header and preamble (its shape)."""
 
     compression: str | None
     encoding: str
@@ -218,7 +218,7 @@ def open_rows(
     max_field_size: int = 1 << 20,
     max_decompressed_size: int = 1 << 34,
     is_header: Callable[[list[str]], bool] | None = None,
-) -> Iterator[tuple[Layout, Iterator[list[str] | None]]]:
+) -> Iterator[tuple[Shape, Iterator[list[str] | None]]]:
     """Open a CSV file and yield its layout and an iterator of its data rows (blank lines skipped).
 
     A row holding a field larger than ``max_field_size`` characters (or a line longer than
@@ -227,7 +227,7 @@ def open_rows(
 
     ``is_header`` finds a header after preamble lines (SPEC 9): when the first line is not one,
     the first of the first :data:`PREAMBLE_LINES` lines it accepts is the header, and the lines
-    before it are the preamble (``Layout.preamble_lines``); when none is, the first line is.
+    before it are the preamble (``Shape.preamble_lines``); when none is, the first line is.
 
     Raises :class:`FileRejected` for an empty, undecodable or header-less file, and while
     iterating when decoding fails part-way.
@@ -246,7 +246,7 @@ def open_rows(
             replay: list[list[str] | FileRejected | None] = []
             if is_header is not None and not is_header(header):
                 header, preamble, replay = _after_preamble(reader, lines, header, is_header)
-            shape = Layout(compression=compression, encoding=enc, delimiter=delim, header=header)
+            shape = Shape(compression=compression, encoding=enc, delimiter=delim, header=header)
             yield attrs.evolve(shape, preamble_lines=preamble), _rows(reader, lines, enc, replay)
     finally:
         csv.field_size_limit(previous_limit)

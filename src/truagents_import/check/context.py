@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from truagents_import.check.near import NearMiss
     from truagents_import.check.report import CheckStep
     from truagents_import.fields.mapping import ColumnMapping
-    from truagents_import.reading import Layout
+    from truagents_import.reading import Shape
     from truagents_import.remote.integration import Integration
     from truagents_import.remote.probe import SSHProbe
     from truagents_import.source import DataSource, RemoteFile
@@ -106,7 +106,7 @@ class CheckContext(Rungs):
         self.newer_misses: list[NearMiss] = []
         #: The newest complete file, its layout, mapping and first rows (``shape`` finds them).
         self.newest_complete: RemoteFile | None = None
-        self.layout: Layout | None = None
+        self.layout: Shape | None = None
         self.mapping: ColumnMapping | None = None
         self.rows: list[list[str] | None] = []
         self.whole_file = False

@@ -19,12 +19,14 @@ from truagents_import.check.head import download_head
 from truagents_import.check.report import CheckStep
 from truagents_import.check.wording import names
 from truagents_import.errors import FileRejected, PluginError
+from truagents_import.fields.layout import near_misses
 from truagents_import.pipeline.fetch import open_local_rows
+from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.process import RowPipeline, checked_mapping
 
 if TYPE_CHECKING:
     from truagents_import.fields.mapping import ColumnMapping
-    from truagents_import.reading import Layout
+    from truagents_import.reading import Shape
     from truagents_import.report import Problem
     from truagents_import.source import RemoteFile
 
@@ -73,6 +75,9 @@ def shape(ctx: CheckContext) -> CheckStep:
             return CheckStep("shape", "fail", detail, _SHAPE_ADVICE.get(exc.code, _SHAPE_DEFAULT))
         columns = names(layout.header, 12)
         detail = f"{form}: no column maps to external_id, email or phone; columns: {columns}"
+        almost = [near.describe() for near in near_misses(layout.header, ctx.plugins().layout_list())]
+        if almost:
+            detail += "; " + "; ".join(almost)
         return CheckStep("shape", "fail", detail, _identity_advice(ctx, layout.header))
     return _judge_columns(ctx, form, layout, mapping)
 
@@ -94,7 +99,7 @@ def _read_head(ctx: CheckContext, newest: RemoteFile) -> bool:
     head = download_head(ctx.listed.filesystem(), newest.path, ctx.spool / "head", remote=ctx.integration is not None)
     truncated = head.truncated
     rows: list[list[str] | None] = []
-    with open_local_rows(ctx.source, head.path) as (layout, iterator):
+    with open_local_rows(ctx.source, head.path, header_finder(ctx.plugins(), ctx.source)) as (layout, iterator):
         try:
             for row in iterator:
                 rows.append(row)
@@ -110,13 +115,19 @@ def _read_head(ctx: CheckContext, newest: RemoteFile) -> bool:
     return head.inflated
 
 
-def _judge_columns(ctx: CheckContext, form: str, layout: Layout, mapping: ColumnMapping) -> CheckStep:
+def _judge_columns(ctx: CheckContext, form: str, layout: Shape, mapping: ColumnMapping) -> CheckStep:
     header = layout.header
     identity = next(f for f in ("external_id", "email", "phone") if f in mapping.fields)
     mapped = sum(1 for t in mapping.by_column.values() if not t.startswith("attributes."))
+    read_as = f"; read as a {mapping.layout.title} ({mapping.layout.name})" if mapping.layout else ""
+    preamble = f"; {layout.preamble_lines} preamble lines before the header" if layout.preamble_lines else ""
+    fields = ", ".join(
+        f"{escape_name(column)} -> {target}" for column, target in mapping.by_column.items()
+        if not target.startswith("attributes.")
+    )  # fmt: skip
     detail = (
-        f"{form}: {len(header)} columns, identity from {header[mapping.fields[identity]]!r} "
-        f"({identity}); {mapped} mapped to fields, {len(mapping.attributes)} kept as attributes"
+        f"{form}{read_as}{preamble}: {len(header)} columns, identity from {header[mapping.fields[identity]]!r} "
+        f"({identity}); {mapped} mapped to fields ({fields}), {len(mapping.attributes)} kept as attributes"
     )
     drift = ctx.drift(header)
     if drift is not None:

@@ -180,6 +180,10 @@ def preview(config_path: Path | None, source_name: str | None, file: str, n_rows
     if result.encoding:
         compression = f", {result.compression}" if result.compression else ""
         click.echo(f"encoding   {result.encoding}{compression}; delimiter {result.delimiter!r}")
+    if result.layout:
+        click.echo(f"layout     {result.layout_title} ({result.layout})")
+    if result.preamble_lines:
+        click.echo(f"preamble   {result.preamble_lines} lines before the header (not rows)")
     for column in result.header:
         click.echo(f"  {escape_name(column):<30} -> {result.mapping.get(column, '?')}")
     for row in result.rows:

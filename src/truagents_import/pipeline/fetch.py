@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from truagents_import.reading import Layout, open_rows
+from truagents_import.reading import Shape, open_rows
 
 if TYPE_CHECKING:
     from truagents_import.source import DataSource, RemoteFile
@@ -48,7 +48,7 @@ def download(
 
 def open_local_rows(
     source: DataSource, local: Path, is_header: Callable[[list[str]], bool] | None = None
-) -> AbstractContextManager[tuple[Layout, Iterator[list[str] | None]]]:
+) -> AbstractContextManager[tuple[Shape, Iterator[list[str] | None]]]:
     """:func:`~truagents_import.reading.open_rows` of a fetched file, with the source's reading options.
 
     ``is_header`` tells the header from preamble lines (see :func:`.header.header_finder`).

@@ -24,7 +24,7 @@ from truagents_import.pipeline.parallel import fewer_collections
 from truagents_import.pipeline.process import AcceptedBatch, RowPipeline, checked_mapping
 from truagents_import.pipeline.rejects import Rejects, rejects_file_name, unique_rejects_path
 from truagents_import.pipeline.staging import Staging
-from truagents_import.reading import FileRejected, Layout, header_drift
+from truagents_import.reading import FileRejected, Shape, header_drift
 from truagents_import.report import FileResult, Problem
 from truagents_import.sinks.capabilities import BulkLoad, Rollback, Upserting
 from truagents_import.state import Claim, ClaimRefused
@@ -153,7 +153,7 @@ class FileImport:
             )
         return result
 
-    def _mapping(self, layout: Layout, rows: Iterator[list[str] | None]) -> ColumnMapping:
+    def _mapping(self, layout: Shape, rows: Iterator[list[str] | None]) -> ColumnMapping:
         """The file's mapping after the drift check; a file rejected for its header still counts its rows."""
         result = self.result
         try:
@@ -177,7 +177,7 @@ class FileImport:
     def _stage(
         self,
         rows: Iterator[list[str] | None],
-        layout: Layout,
+        layout: Shape,
         mapping: ColumnMapping,
         staging: Staging,
         rejects: Rejects | None,

@@ -90,7 +90,7 @@ def checked_mapping(header: list[str], plugins: Plugins, source: DataSource, fil
     dupes = sorted(h for h, n in seen.items() if n > 1)
     if dupes:
         raise FileRejected("duplicate_header", f"header names appear more than once: {', '.join(dupes)}")
-    layouts = [layout for layout, _ in plugins.layouts.values()]
+    layouts = plugins.layout_list()
     mapping = map_header(header, plugins.map_columns(header, source, file), source, layouts)
     if not mapping.has_identity:
         message = describe_missing_identity(header, mapping)
@@ -102,7 +102,7 @@ def checked_mapping(header: list[str], plugins: Plugins, source: DataSource, fil
 def header_finder(plugins: Plugins, source: DataSource) -> Callable[[list[str]], bool]:
     """Whether a line is a header (SPEC 9): it maps an identity column by the aliases, a layout, the
     generic rules or the source's mapping, or it is the header line a layout names."""
-    layouts = [layout for layout, _ in plugins.layouts.values()]
+    layouts = plugins.layout_list()
     header_lines = {fold_column(layout.header_line) for layout in layouts if layout.header_line}
     aliases = BuiltinAliases()
 
