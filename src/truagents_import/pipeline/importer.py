@@ -72,6 +72,8 @@ class Importer:
         self.rejects_dir = None if rejects_dir is None else Path(rejects_dir)
         self.batch_size = batch_size
         self.parallel = parallel
+        #: Whether the source's connection was closed when this importer was made (it closes it then).
+        self._opens_connection = source.integration is not None and not source.integration.connected
         #: The helper process of the current run, if a file in it is large enough for one.
         self._worker: Worker | None = None
         #: Files at least this large (bytes) are built with the helper's help (tests lower it).
@@ -92,13 +94,17 @@ class Importer:
         return cls(config.source(source), sink, state=state, rejects_dir=rejects_dir, plugin_set=plugins)
 
     def close(self) -> None:
-        """Close the sink, the state database and the source's connection."""
+        """Close the sink, the state database and the source's connection if this importer opened it.
+
+        An :class:`Integration` shared by several sources (a configuration gives one to all of
+        them) stays open when it was already open as this importer was made: its owner closes it.
+        """
         try:
             self._stop_worker()
             self.sink.close()
         finally:
             self.state.close()
-            if self.source.integration is not None:
+            if self.source.integration is not None and self._opens_connection:
                 self.source.integration.close()
 
     def __enter__(self) -> Importer:

@@ -200,6 +200,11 @@ class Integration:
             self._fs = self.connect()
         return self._fs
 
+    @property
+    def connected(self) -> bool:
+        """Whether the shared connection is open now (it opens on first use of :attr:`fs`)."""
+        return self._fs is not None
+
     def reconnect(self) -> Any:
         """Drop the shared connection (dead or alive) and open a fresh one."""
         self.close()
