@@ -547,6 +547,21 @@ def test_html_repr(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
     assert page.count("<tr>") == 1 + len(STEP_NAMES)
 
 
+def test_a_broken_plugin_fails_the_shape_step_with_advice(embedded: Endpoint, key_file: Path,
+                                                          tmp_path: Path) -> None:
+    from truagents_import import hookimpl
+
+    class Broken:
+        @hookimpl
+        def register_sinks(self, register: Callable[..., None]) -> None:
+            raise RuntimeError("broken on purpose")
+
+    embedded.put("contacts_1.csv", GOOD)
+    report = run_check(make_config(embedded, key_file, tmp_path), plugins=[Broken()])
+    detail = assert_fails_at(report, "shape", "a plugin failed", "TRUAGENTS_IMPORT_BLOCK_PLUGINS")
+    assert "broken on purpose" in detail
+
+
 def test_a_check_sends_no_import_finished_notice(embedded: Endpoint, key_file: Path, tmp_path: Path) -> None:
     from truagents_import import hookimpl
 

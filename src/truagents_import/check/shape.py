@@ -59,6 +59,8 @@ def shape(ctx: CheckContext) -> CheckStep:
     name = escape_name(newest.name)
     try:
         inflated = _read_head(ctx, newest)
+    except PluginError as exc:  # the plugins tell the header from preamble lines
+        return CheckStep("shape", "fail", str(exc), PLUGIN_ADVICE)
     except FileRejected as exc:
         return CheckStep("shape", "fail", f"{name}: {exc.message}", _SHAPE_ADVICE.get(exc.code, _SHAPE_DEFAULT))
     layout = ctx.layout
@@ -70,16 +72,23 @@ def shape(ctx: CheckContext) -> CheckStep:
     except PluginError as exc:
         return CheckStep("shape", "fail", str(exc), PLUGIN_ADVICE)
     except FileRejected as exc:
-        if exc.code != "no_identity_column":  # a blank or repeated column name (shown escaped)
-            detail = f"{name}: {escape_name(exc.message)}"
-            return CheckStep("shape", "fail", detail, _SHAPE_ADVICE.get(exc.code, _SHAPE_DEFAULT))
-        columns = names(layout.header, 12)
-        detail = f"{form}: no column maps to external_id, email or phone; columns: {columns}"
-        almost = [near.describe() for near in near_misses(layout.header, ctx.plugins().layout_list())]
-        if almost:
-            detail += "; " + "; ".join(almost)
-        return CheckStep("shape", "fail", detail, _identity_advice(ctx, layout.header))
+        return _unmappable(ctx, name, form, exc)
     return _judge_columns(ctx, form, layout, mapping)
+
+
+def _unmappable(ctx: CheckContext, name: str, form: str, exc: FileRejected) -> CheckStep:
+    """A header the importer would reject: a blank or repeated column name, or no identity column."""
+    assert ctx.layout is not None
+    header = ctx.layout.header
+    if exc.code != "no_identity_column":  # shown escaped: the message names the columns
+        return CheckStep(
+            "shape", "fail", f"{name}: {escape_name(exc.message)}", _SHAPE_ADVICE.get(exc.code, _SHAPE_DEFAULT)
+        )
+    detail = f"{form}: no column maps to external_id, email or phone; columns: {names(header, 12)}"
+    almost = [near.describe() for near in near_misses(header, ctx.plugins().layout_list())]
+    if almost:
+        detail += "; " + "; ".join(almost)
+    return CheckStep("shape", "fail", detail, _identity_advice(ctx, header))
 
 
 def _newest_complete(ctx: CheckContext) -> RemoteFile:
