@@ -245,7 +245,7 @@ def open_rows(
             preamble: int = 0
             replay: list[list[str] | FileRejected | None] = []
             if is_header is not None and not is_header(header):
-                header, preamble, replay = _after_preamble(reader, lines, header, is_header)
+                header, preamble, replay = _after_preamble(reader, lines, enc, header, is_header)
             shape = Shape(compression=compression, encoding=enc, delimiter=delim, header=header)
             yield attrs.evolve(shape, preamble_lines=preamble), _rows(reader, lines, enc, replay)
     finally:
@@ -285,7 +285,7 @@ def _first_record(reader: Any, lines: _Lines, enc: str, max_field_size: int) -> 
 
 
 def _after_preamble(
-    reader: Any, lines: _Lines, first: list[str], is_header: Callable[[list[str]], bool]
+    reader: Any, lines: _Lines, enc: str, first: list[str], is_header: Callable[[list[str]], bool]
 ) -> tuple[list[str], int, list[list[str] | FileRejected | None]]:
     """The header among the first lines, the number of lines before it, and the records read past
     the first that turn out to be data (when no line is a header, the first line stays the header)."""
@@ -293,33 +293,59 @@ def _after_preamble(
     while reader.line_num < PREAMBLE_LINES:
         before = reader.line_num
         try:
-            record = next(reader)
-        except StopIteration:
+            record = _next_record(reader, lines, enc)
+        except FileRejected as exc:
+            read.append(exc)  # raised when the rows get there, as if no header had been looked for
             break
-        except csv.Error as exc:
-            if "field larger than field limit" not in str(exc):
-                read.append(FileRejected("malformed_csv", f"malformed CSV near line {reader.line_num}: {exc}"))
-                break
-            inside_quotes = lines.odd_quotes
-            lines.new_record()
-            lines.skip_record = lines.odd_quotes = inside_quotes
+        if record is _END:
+            break
+        if record is None:
             read.append(None)
             break
-        except UnicodeDecodeError as exc:
-            message = f"cannot be decoded after line {reader.line_num}: {exc.reason}"
-            read.append(FileRejected("undecodable", message))
-            break
-        if lines.oversized:
-            lines.new_record()
-            read.append(None)
-            break
-        lines.new_record()
+        assert isinstance(record, list)
         if not record:
             continue
         if is_header(_clean_header(record)):
             return _clean_header(record), before, []
         read.append(record)
     return first, 0, read
+
+
+#: What :func:`_next_record` returns at the end of the file.
+_END = object()
+
+
+def _next_record(reader: Any, lines: _Lines, enc: str) -> list[str] | object | None:
+    """The next record (``[]`` for a blank line); ``None`` for one too large to read (reading goes
+    on after it); :data:`_END` at the end; :class:`FileRejected` for malformed or undecodable text."""
+    try:
+        row = next(reader)
+    except StopIteration:
+        return _END
+    except csv.Error as exc:
+        if "field larger than field limit" not in str(exc):
+            raise FileRejected("malformed_csv", f"malformed CSV near line {reader.line_num}: {exc}") from None
+        inside_quotes = lines.odd_quotes
+        lines.new_record()
+        lines.skip_record = lines.odd_quotes = inside_quotes
+        return None
+    except UnicodeDecodeError as exc:
+        msg = f"cannot be decoded as {enc} after line {reader.line_num}: {exc.reason}"
+        raise FileRejected("undecodable", msg) from None
+    except (OSError, EOFError) as exc:
+        raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
+    if lines.oversized:
+        lines.new_record()
+        return None
+    if lines.eof and lines.odd_quotes and row and row[-1].endswith(("\n", "\r")):
+        start = reader.line_num - lines.lines_in_record + 1
+        msg = (
+            f"a quoted field opened on line {start} never closes: fix the quotes in that row "
+            "(everything after it would otherwise be read as one value)"
+        )
+        raise FileRejected("malformed_csv", msg)
+    lines.new_record()
+    return list(row)
 
 
 def _rows(
@@ -329,40 +355,9 @@ def _rows(
         if isinstance(record, FileRejected):
             raise record
         yield record
-    try:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                if "field larger than field limit" not in str(exc):
-                    msg = f"malformed CSV near line {reader.line_num}: {exc}"
-                    raise FileRejected("malformed_csv", msg) from None
-                inside_quotes = lines.odd_quotes
-                lines.new_record()
-                lines.skip_record = lines.odd_quotes = inside_quotes
-                yield None
-                continue
-            if lines.oversized:
-                lines.new_record()
-                yield None
-                continue
-            if lines.eof and lines.odd_quotes and row and row[-1].endswith(("\n", "\r")):
-                start = reader.line_num - lines.lines_in_record + 1
-                msg = (
-                    f"a quoted field opened on line {start} never closes: fix the quotes in that row "
-                    "(everything after it would otherwise be read as one value)"
-                )
-                raise FileRejected("malformed_csv", msg)
-            lines.new_record()
-            if row:
-                yield row
-    except UnicodeDecodeError as exc:
-        msg = f"cannot be decoded as {enc} after line {reader.line_num}: {exc.reason}"
-        raise FileRejected("undecodable", msg) from None
-    except (OSError, EOFError) as exc:
-        raise FileRejected("undecodable", f"cannot be decompressed: {exc}") from None
+    while (row := _next_record(reader, lines, enc)) is not _END:
+        if row != []:
+            yield row  # type: ignore[misc]
 
 
 @attrs.frozen
