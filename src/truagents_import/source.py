@@ -6,7 +6,7 @@ import codecs
 import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,6 +16,14 @@ import attrs
 from truagents_import._safety import escape_name
 from truagents_import._text import TEMPORARY_SUFFIXES, is_temporary, listed_time, name_matches, parse_duration
 from truagents_import.errors import ConfigError
+from truagents_import.manifest import (
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    manifest_name,
+    parse_manifest,
+    template_suffix,
+    validate_template,
+)
 from truagents_import.pipeline.preview import Preview, preview_file
 from truagents_import.pipeline.read import read_contacts
 from truagents_import.plugins import Plugins
@@ -26,7 +34,18 @@ if TYPE_CHECKING:
     from truagents_import.fields.contact import Contact
     from truagents_import.state import State
 
-__all__ = ["TEMPORARY_SUFFIXES", "DataSource", "FileState", "RemoteFile", "is_temporary", "parse_duration"]
+__all__ = [
+    "FEEDBACK_SUFFIXES",
+    "TEMPORARY_SUFFIXES",
+    "DataSource",
+    "FileState",
+    "RemoteFile",
+    "is_temporary",
+    "parse_duration",
+]
+
+#: Endings of the files a source's feedback writes (SPEC 10): never data, never listed.
+FEEDBACK_SUFFIXES = (".result.json", ".rejects.csv")
 
 #: The state of a remote file as ``ls`` shows it.
 FileState = Literal["new", "imported", "changed", "incomplete", "ignored"]
@@ -102,6 +121,25 @@ def _validate_delimiter(_: object, attribute: attrs.Attribute[str | None], value
         raise ValueError(msg)
 
 
+def _validate_manifest(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        validate_template(value)
+
+
+def _validate_feedback(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and (not value.strip() or not value.isprintable() or "\\" in value):
+        msg = (
+            f"feedback must be a folder on the server, such as 'results' (relative to path) or '/outbox', got {value!r}"
+        )
+        raise ValueError(msg)
+
+
+def _validate_owner(_: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and (not value.strip() or not value.isprintable()):
+        msg = f"owner must name a team or an address, such as 'crm-team@example.com', got {value!r}"
+        raise ValueError(msg)
+
+
 def _validate_pattern(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value.startswith("re:"):
         try:
@@ -146,6 +184,15 @@ class DataSource:
     layout: str = "auto"
     #: Read a phone number without ``+`` in the region of the row's country column first (SPEC 9).
     phone_region_from_country: bool = True
+    #: Who delivers this source's files (a team or an address): ``check``'s advice, ``ls`` and the
+    #: result files name them as the one to ask when deliveries stop or break.
+    owner: str | None = attrs.field(default=None, validator=_validate_owner)
+    #: A folder on the server (relative to ``path`` unless absolute) where each file's result and
+    #: rejected rows are written back for the people who upload (SPEC 10); None writes nothing.
+    feedback: str | None = attrs.field(default=None, validator=_validate_feedback)
+    #: The delivery manifest each file waits for (SPEC 10), e.g. ``"{name}.manifest.json"`` or
+    #: ``"{name}.sha256"``; None: files need no manifest.
+    manifest: str | None = attrs.field(default=None, validator=_validate_manifest)
     integration: Integration | None = attrs.field(default=None, repr=False, eq=False)
     fs: Any = attrs.field(default=None, repr=False, eq=False)
 
@@ -178,25 +225,47 @@ class DataSource:
         """The name of the ready marker a file waits for (``ready_marker`` filled in), if the source has one."""
         if self.ready_marker is None:
             return None
-        stem = name.rsplit(".", 1)[0]
-        return self.ready_marker.format(name=name, stem=stem)
+        return manifest_name(self.ready_marker, name)
 
-    def _is_marker(self, name: str, names: set[str]) -> bool:
-        """Whether a file is a ready marker (of a file present, or by its marker suffix)."""
-        if self.ready_marker is None:
-            return False
-        suffix = self.ready_marker.replace("{name}", "").replace("{stem}", "")
-        if self.ready_marker.startswith(("{name}", "{stem}")) and suffix and name.endswith(suffix):
+    def manifest_for(self, name: str) -> str | None:
+        """The name of the manifest a file waits for (``manifest`` filled in), if the source has one."""
+        return None if self.manifest is None else manifest_name(self.manifest, name)
+
+    def feedback_folder(self) -> str | None:
+        """The folder results are written back to (``feedback`` beside ``path`` unless absolute), if any."""
+        if self.feedback is None:
+            return None
+        return posixpath.normpath(posixpath.join(self.path, self.feedback))
+
+    def archive_folder(self) -> str | None:
+        """The folder imported files are moved to (``after_import = "move:<dir>"``), if any."""
+        if not self.after_import.startswith("move:"):
+            return None
+        return posixpath.normpath(posixpath.join(self.path, self.after_import.removeprefix("move:")))
+
+    def is_sidecar(self, name: str, names: Set[str] = frozenset()) -> bool:
+        """Whether a name is one of the files that travel beside the data, never data itself: a ready
+        marker, a manifest (by its ending, or made from another name in ``names``), or, when the
+        source gives feedback, a result or rejects file."""
+        if self.feedback is not None and name.endswith(FEEDBACK_SUFFIXES):
             return True
-        return any(self.ready_marker_for(other) == name for other in names if other != name)
+        for template in (self.ready_marker, self.manifest):
+            if template is None:
+                continue
+            suffix = template_suffix(template)
+            if suffix is not None and name.endswith(suffix):
+                return True
+            if any(manifest_name(template, other) == name for other in names if other != name):
+                return True
+        return False
 
     def list_files(self, state: State | None = None, *, now: datetime | None = None) -> list[RemoteFile]:
         """The files in the folder that match the pattern, oldest first, with their state.
 
         Files named like uploads in progress are listed as ``ignored``; files younger than
-        ``min_age`` or waiting for their ``ready_marker`` as ``incomplete``. With a state
-        store, files already imported are ``imported`` and files whose size or time changed
-        since are ``changed``.
+        ``min_age``, or waiting for their ``ready_marker`` or ``manifest``, as ``incomplete``.
+        Ready markers, manifests and feedback files are never listed. With a state store, files
+        already imported are ``imported`` and files whose size or time changed since are ``changed``.
         """
         now = now or datetime.now(UTC)
         entries = [e for e in self._entries() if e.get("type") == "file"]
@@ -208,26 +277,32 @@ class DataSource:
             mtime = listed_time(e)
             size = int(e.get("size") or 0)
             if is_temporary(name):
-                if self.matches(_strip_temporary(name)):
+                final = _strip_temporary(name)
+                if self.matches(final) and not self.is_sidecar(final, names):
                     files.append(RemoteFile(path, size, mtime, "ignored", "upload in progress (temporary name)"))
                 continue
-            if not self.matches(name):
+            if not self.matches(name) or self.is_sidecar(name, names):
                 continue
-            if self._is_marker(name, names):
-                continue
-            marker = self.ready_marker_for(name)
             file_state: FileState = "new"
-            note = None
-            age = (now - mtime).total_seconds()
-            if age < self.min_age:
-                file_state, note = "incomplete", f"modified {age:.0f} s ago; min_age is {self.min_age:g} s"
-            elif marker is not None and marker not in names:
-                file_state, note = "incomplete", f"waiting for ready marker {marker}"
+            note = self._waiting_for(name, names, (now - mtime).total_seconds())
+            if note is not None:
+                file_state = "incomplete"
             elif state is not None:
                 file_state = state.file_state(self.name, path, size, mtime)
             files.append(RemoteFile(path, size, mtime, file_state, note))
         files.sort(key=lambda f: (self._date_key(f.name), f.mtime, f.path))
         return files
+
+    def _waiting_for(self, name: str, names: Set[str], age: float) -> str | None:
+        """Why a file is not complete yet (too young, no ready marker, no manifest), or None."""
+        marker, manifest = self.ready_marker_for(name), self.manifest_for(name)
+        if age < self.min_age:
+            return f"modified {age:.0f} s ago; min_age is {self.min_age:g} s"
+        if marker is not None and marker not in names:
+            return f"waiting for ready marker {marker}"
+        if manifest is not None and manifest not in names:
+            return f"waiting for manifest {manifest}"
+        return None
 
     def _regex(self) -> re.Pattern[str] | None:
         if not self.pattern.startswith("re:"):
@@ -290,6 +365,22 @@ class DataSource:
                 if progress is not None:
                     progress(done)
         return digest.hexdigest()
+
+    def read_manifest(self, file: RemoteFile | str) -> Manifest | None:
+        """The manifest of a file, read from beside it (None when the source names no manifest).
+
+        Raises :class:`~truagents_import.errors.FileRejected` (``manifest_invalid``) when it is too
+        large or neither JSON nor ``sha256sum`` output, and ``FileNotFoundError`` when it is gone.
+        """
+        path = file.path if isinstance(file, RemoteFile) else file
+        name = posixpath.basename(path)
+        wanted = self.manifest_for(name)
+        if wanted is None:
+            return None
+        where = posixpath.join(posixpath.dirname(path) or self.path, wanted)
+        with self.filesystem().open(where, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        return parse_manifest(data, wanted, name)
 
     def read(self, file: RemoteFile | str, plugins: Sequence[object] = ()) -> list[Contact]:
         """Map and validate one file and return its valid contacts (the later duplicate wins).

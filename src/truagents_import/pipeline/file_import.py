@@ -18,6 +18,7 @@ import attrs
 
 from truagents_import.errors import ConnectError, PluginError
 from truagents_import.fields.mapping import ColumnMapping
+from truagents_import.manifest import Manifest, check_content, check_rows
 from truagents_import.pipeline.fetch import download, open_local_rows
 from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.parallel import fewer_collections
@@ -67,6 +68,8 @@ class FileImport:
         self.progress = progress
         self.started = datetime.now(UTC)
         self.result = FileResult(remote.path, "imported", size=remote.size)
+        #: The local CSV of the file's rejected rows, once kept (``--rejects`` or feedback).
+        self.rejects_path: Path | None = None
 
     def run(self, *, dry_run: bool, force: bool) -> FileResult:
         """Import the file (``dry_run``: everything but the sink and the state) and say how it went."""
@@ -76,6 +79,11 @@ class FileImport:
             result.sha256 = self._download(local)
         except (OSError, asyncssh.Error, ConnectError) as exc:
             result.status, result.reason = "failed", f"download failed: {exc}"
+            return result
+        try:
+            manifest = self._fetch_manifest()
+        except (OSError, asyncssh.Error, ConnectError) as exc:
+            result.status, result.reason = "failed", f"its manifest could not be read: {exc}"
             return result
         claim: Claim | None = None
         if dry_run:
@@ -95,7 +103,7 @@ class FileImport:
             claim = taken
         try:
             with fewer_collections():
-                return self._process(local, dry_run=dry_run)
+                return self._process(local, dry_run=dry_run, manifest=manifest)
         finally:
             if claim is not None:
                 state.release(claim)
@@ -105,7 +113,7 @@ class FileImport:
         tick = None if report is None else lambda n: report(Progress(remote.path, "download", n, remote.size))
         return download(self.source, remote, local, tick)
 
-    def _process(self, local: Path, *, dry_run: bool) -> FileResult:
+    def _process(self, local: Path, *, dry_run: bool, manifest: Manifest | FileRejected | None = None) -> FileResult:
         result, importer = self.result, self.importer
         header: list[str] | None = None
         # A sink that takes the staging file in one step gets it, when this run delivers at all.
@@ -114,6 +122,7 @@ class FileImport:
         staging = Staging(self.spool / f"{self.index}.staging", sql_rows=bulk)
         rejects: Rejects | None = None
         try:
+            self._check_manifest(manifest, local)
             with open_local_rows(self.source, local, header_finder(self.importer.plugins, self.source)) as (
                 layout,
                 rows,
@@ -121,9 +130,11 @@ class FileImport:
                 header = layout.header
                 result.preamble_lines = layout.preamble_lines
                 mapping = self._mapping(layout, rows)
-                if importer.rejects_dir is not None:
+                if importer.rejects_dir is not None or self.source.feedback is not None:
                     rejects = Rejects(self.spool / f"{self.index}.rejects.csv", header)
                 self._stage(rows, layout, mapping, staging, rejects)
+            if isinstance(manifest, Manifest):
+                check_rows(manifest, result.rows)  # before the sink sees any of it
             result.imported = staging.count()
             result.duplicates = staging.added - result.imported
             if result.rows == 0:
@@ -152,6 +163,20 @@ class FileImport:
                 self.source.name, result, mtime=self.remote.mtime, header=header, started_at=self.started
             )
         return result
+
+    def _fetch_manifest(self) -> Manifest | FileRejected | None:
+        """The file's manifest (SPEC 10), or why it cannot be used (raised under the file's claim)."""
+        try:
+            return self.source.read_manifest(self.remote)
+        except FileRejected as exc:
+            return exc
+
+    def _check_manifest(self, manifest: Manifest | FileRejected | None, local: Path) -> None:
+        """Reject the file unless its manifest is usable and its ``bytes`` and ``sha256`` agree: before any row."""
+        if isinstance(manifest, FileRejected):
+            raise manifest
+        if manifest is not None:
+            check_content(manifest, local.stat().st_size, self.result.sha256 or "")
 
     def _mapping(self, layout: Shape, rows: Iterator[list[str] | None]) -> ColumnMapping:
         """The file's mapping after the drift check; a file rejected for its header still counts its rows."""
@@ -240,11 +265,14 @@ class FileImport:
 
     def _keep_rejects(self, rejects: Rejects | None) -> None:
         rejects_dir = self.importer.rejects_dir
+        if rejects is not None and rejects.count:
+            self.rejects_path = rejects.path
         if rejects is not None and rejects.count and rejects_dir is not None:
             rejects_dir.mkdir(parents=True, exist_ok=True)
             target = unique_rejects_path(rejects_dir / rejects_file_name(self.remote.path))
             rejects.path.replace(target)
             self.result.rejects_file = str(target)
+            self.rejects_path = target
 
     def _after_import(self) -> None:
         action = self.source.after_import

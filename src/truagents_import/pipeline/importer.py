@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import Sink
+from truagents_import.pipeline.feedback import write_feedback
 from truagents_import.pipeline.file_import import FileImport, Progress, ProgressCallback
 from truagents_import.pipeline.parallel import PARALLEL_MIN_BYTES, Worker, usable_cpus
 from truagents_import.pipeline.preview import Preview, preview_file
@@ -144,6 +145,8 @@ class Importer:
                 for index, remote in enumerate(todo):
                     one = FileImport(self, remote, Path(spool), index, progress)
                     result = one.run(dry_run=dry_run, force=force)
+                    if not dry_run:  # the result back to the uploader, when the source asks for it
+                        write_feedback(self.source, result, started=one.started, rejects=one.rejects_path)
                     report.files.append(result)
                     if progress is not None:
                         progress(Progress(remote.path, "done", remote.size, remote.size, result.rows))
