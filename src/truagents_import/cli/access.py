@@ -150,6 +150,15 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
     return 0 if pinned else 1
 
 
+_manifest_option = click.option(
+    "--manifest",
+    "with_manifest",
+    is_flag=True,
+    help="Also deliver each file's manifest (its bytes and sha256), after the file is in place: named as the "
+    "source's `manifest` says [default: {name}.manifest.json].",
+)
+
+
 @click.command("upload-command")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @config_option
@@ -162,21 +171,34 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
     help="known_hosts file to write the pinned host key to [default: known_hosts beside the private key; "
     "the configured known_hosts file when there is one].",
 )
+@_manifest_option
 @command
 def upload_command(
-    file: Path, config_path: Path | None, source_name: str | None, known_hosts_file: Path | None, as_json: bool
+    file: Path,
+    config_path: Path | None,
+    source_name: str | None,
+    known_hosts_file: Path | None,
+    with_manifest: bool,
+    as_json: bool,
 ) -> int:
     """Print the sftp command that uploads FILE under a temporary name and renames it into place.
 
     The command pins the host key (StrictHostKeyChecking=yes with a known_hosts file written from
     the pinned key) and never prompts (BatchMode=yes). An scp alternative is shown with its limits.
+    With --manifest, FILE's manifest is written beside it now, and the command uploads it after FILE.
     """
     from truagents_import.config import load_config
+    from truagents_import.manifest import DEFAULT_MANIFEST
     from truagents_import.remote.integration import configured
 
     config = load_config(config_path)
     source = config.source(source_name)
-    command = configured(config.integration).upload_command(file, source.path, known_hosts_file=known_hosts_file)
+    manifest = (source.manifest or DEFAULT_MANIFEST) if with_manifest else None
+    if manifest is not None and not file.is_file():
+        raise click.UsageError(f"{escape_name(str(file))} is not a file here: --manifest is made from the file now")
+    command = configured(config.integration).upload_command(
+        file, source.path, known_hosts_file=known_hosts_file, manifest=manifest
+    )
     if as_json:
         emit_json(command.to_dict())
         return 0
@@ -187,6 +209,11 @@ def upload_command(
     )
     pin = f" (checked against the pinned {command.host_key})" if command.host_key else ""
     click.echo(f"# Host key trusted from {command.known_hosts_file}{pin}.")
+    if command.manifest_file is not None:
+        click.echo(
+            f"# Its manifest, {escape_name(str(command.manifest_file))}, was written from the file as it is now "
+            "and goes up after it: make both again whenever the file changes."
+        )
     if not command.local.is_file():
         click.echo(f"# Note: {escape_name(str(command.local))} does not exist here; the command expects it there.")
     click.echo(command.command)
@@ -204,19 +231,25 @@ def upload_command(
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @config_option
 @source_option
+@_manifest_option
 @command
-def upload(files: tuple[Path, ...], config_path: Path | None, source_name: str | None, as_json: bool) -> int:
+def upload(
+    files: tuple[Path, ...], config_path: Path | None, source_name: str | None, with_manifest: bool, as_json: bool
+) -> int:
     """Upload FILES into the source's folder, each under a temporary name then renamed into place.
 
-    Exit status 1 when any file failed (the others are still uploaded).
+    With --manifest, each file's manifest follows it once it is in place. Exit status 1 when any
+    file failed (the others are still uploaded).
     """
     from truagents_import.config import load_config
+    from truagents_import.manifest import DEFAULT_MANIFEST
     from truagents_import.remote.integration import configured
 
     config = load_config(config_path)
     source = config.source(source_name)
+    manifest = (source.manifest or DEFAULT_MANIFEST) if with_manifest else None
     with configured(config.integration) as integration:
-        results = integration.upload_files(files, source.path)
+        results = integration.upload_files(files, source.path, manifest=manifest)
     failed = sum(1 for r in results if r.status == "failed")
     if as_json:
         emit_json(
@@ -233,6 +266,8 @@ def upload(files: tuple[Path, ...], config_path: Path | None, source_name: str |
             if r.status == "uploaded":
                 remote = escape_name(r.remote_path or "")
                 click.echo(f"uploaded  {escape_name(str(r.local))} -> {remote}  ({r.size} bytes)")
+                if r.manifest_path:
+                    click.echo(f"          manifest -> {escape_name(r.manifest_path)}")
             else:
                 click.echo(f"failed    {escape_name(str(r.local))}: {escape_name(r.error or '')}")
         click.echo(f"{len(results) - failed} uploaded, {failed} failed")

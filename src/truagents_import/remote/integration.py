@@ -324,28 +324,36 @@ class Integration:
         """The ``authorized_keys`` line for this integration's key, restricted to SFTP."""
         return keys.authorized_keys_line(self._client_key(), from_=from_)
 
-    def upload(self, local: Path | str, remote_dir: str) -> str:
+    def upload(self, local: Path | str, remote_dir: str, *, manifest: str | None = None) -> str:
         """Upload a file the safe way: under a temporary dot-name, then renamed into place.
 
         The final name appears only once the file is complete; the rename is the server's
         atomic ``posix-rename`` (never a copy-and-delete). The remote name is the local file's
         name, which must be a plain, visible name (see :func:`check_upload_name`). A failed
         upload leaves nothing under the final name and its temporary file is removed when the
-        connection still allows it. Returns the remote path.
+        connection still allows it. Returns the remote path. With ``manifest`` (``"{name}.manifest.json"``
+        or ``"{name}.sha256"``) the file's delivery manifest follows it once it is in place (SPEC 10).
         """
-        return _upload.upload(self, local, remote_dir)
+        return _upload.upload(self, local, remote_dir, manifest=manifest)
 
-    def upload_files(self, files: Iterable[Path | str], remote_dir: str) -> list[UploadResult]:
+    def upload_files(
+        self, files: Iterable[Path | str], remote_dir: str, *, manifest: str | None = None
+    ) -> list[UploadResult]:
         """Upload each file with :meth:`upload`, reporting file by file instead of stopping at the first failure.
 
         A file that cannot be uploaded (bad name, missing, refused by the server) is reported
         ``failed`` with the reason. Not being able to connect at all raises (:class:`ConnectError`,
         :class:`HostKeyError`, :class:`KeyFileError`): no file could be delivered.
         """
-        return _upload.upload_files(self, files, remote_dir)
+        return _upload.upload_files(self, files, remote_dir, manifest=manifest)
 
     def upload_command(
-        self, local: Path | str, remote_dir: str, *, known_hosts_file: Path | str | None = None
+        self,
+        local: Path | str,
+        remote_dir: str,
+        *,
+        known_hosts_file: Path | str | None = None,
+        manifest: str | None = None,
     ) -> UploadCommand:
         """The OpenSSH ``sftp`` command (and an ``scp`` alternative) that uploads ``local`` safely.
 
@@ -357,9 +365,11 @@ class Integration:
         from the server's key after checking it against the pinned ``host_key``.
 
         Every part is quoted for a POSIX shell (``shlex.quote``) and for sftp's batch syntax.
-        The remote name is the local file's name only (see :func:`check_upload_name`).
+        The remote name is the local file's name only (see :func:`check_upload_name`). With
+        ``manifest``, the file's delivery manifest is written beside ``local`` now and the batch
+        uploads it after the file is in place (SPEC 10).
         """
-        return _upload.upload_command(self, local, remote_dir, known_hosts_file=known_hosts_file)
+        return _upload.upload_command(self, local, remote_dir, known_hosts_file=known_hosts_file, manifest=manifest)
 
 
 def configured(integration: Integration | None) -> Integration:

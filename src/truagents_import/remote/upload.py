@@ -20,6 +20,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 
 from truagents_import._converter import converter, to_dict
 from truagents_import.errors import ConfigError, ConnectError, TruagentsImportError, UploadNameError
+from truagents_import.manifest import file_figures, manifest_name, render_manifest, validate_template
 from truagents_import.remote import keys
 from truagents_import.remote.sftp import posix_rename
 
@@ -85,6 +86,11 @@ class UploadCommand:
     known_hosts_file: Path
     #: The pinned fingerprint the known_hosts file was checked against, when one is pinned.
     host_key: str | None = None
+    #: The delivery manifest written here for the file (``--manifest``), which the batch uploads
+    #: after the file is in place; None without one.
+    manifest_file: Path | None = None
+    #: Where the manifest ends up on the server.
+    manifest_remote_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every part."""
@@ -104,6 +110,8 @@ class UploadResult:
     size: int | None = None
     #: Why it failed.
     error: str | None = None
+    #: Where its delivery manifest is on the server, when one was written (``manifest=``).
+    manifest_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -145,8 +153,13 @@ def check_upload_name(name: str) -> str:
 # -- uploading over the integration's connection --------------------------------------------------
 
 
-def upload(integration: Integration, local: Path | str, remote_dir: str) -> str:
-    """Upload ``local`` into ``remote_dir`` under a temporary name, then rename it (see :meth:`Integration.upload`)."""
+def upload(integration: Integration, local: Path | str, remote_dir: str, *, manifest: str | None = None) -> str:
+    """Upload ``local`` into ``remote_dir`` under a temporary name, then rename it (see :meth:`Integration.upload`).
+
+    With ``manifest`` (a name such as ``"{name}.manifest.json"``), the file's manifest follows it
+    once it is in place, under a temporary name then renamed like the file; an earlier delivery's
+    manifest is removed first, so that it never vouches for the new file.
+    """
     local = Path(local)
     name = check_upload_name(local.name)
     remote_dir = _check_remote_dir(remote_dir)
@@ -154,40 +167,70 @@ def upload(integration: Integration, local: Path | str, remote_dir: str) -> str:
         what = "does not exist" if not local.exists() else "is not a regular file"
         raise FileNotFoundError(f"{local} {what}")
     final = posixpath.join(remote_dir, name)
-    partial = posixpath.join(remote_dir, temporary_name(name))
     fs = integration.fs
     if remote_dir:
         fs.makedirs(remote_dir, exist_ok=True)
+    figures = None if manifest is None else (manifest, *file_figures(local))
+    if manifest is not None:
+        # An earlier delivery's manifest must not vouch for this file while it lands.
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(_manifest_path(remote_dir, name, manifest))
+    _put_atomically(fs, str(local), final)
+    if figures is not None:
+        template, size, digest = figures
+        data = render_manifest(template, name, size, digest)
+        _put_atomically(fs, data, _manifest_path(remote_dir, name, template))
+    return final
+
+
+def _manifest_path(remote_dir: str, name: str, template: str) -> str:
     try:
-        fs.put_file(str(local), partial)
+        validate_template(template)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return posixpath.join(remote_dir, check_upload_name(manifest_name(template, name)))
+
+
+def _put_atomically(fs: Any, what: str | bytes, final: str) -> None:
+    """Put a local file (a path) or ``bytes`` under a temporary name beside ``final``, then rename."""
+    partial = posixpath.join(posixpath.dirname(final), temporary_name(posixpath.basename(final)))
+    try:
+        if isinstance(what, bytes):
+            fs.pipe_file(partial, what)
+        else:
+            fs.put_file(what, partial)
         posix_rename(fs, partial, final)
     except Exception:
         with contextlib.suppress(Exception):
             fs.rm_file(partial)
         raise
-    return final
 
 
-def upload_files(integration: Integration, files: Iterable[Path | str], remote_dir: str) -> list[UploadResult]:
+def upload_files(
+    integration: Integration, files: Iterable[Path | str], remote_dir: str, *, manifest: str | None = None
+) -> list[UploadResult]:
     """Upload each file, reporting file by file (see :meth:`Integration.upload_files`)."""
     results: list[UploadResult] = []
     for item in files:
         local = Path(item)
         try:
             try:
-                remote = integration.upload(local, remote_dir)
+                remote = integration.upload(local, remote_dir, manifest=manifest)
             except _CONNECTION_LOST:
                 # The connection died (sshfs never revives it): the upload is idempotent, so
                 # reconnect and try this file once more.
                 integration.reconnect()
-                remote = integration.upload(local, remote_dir)
+                remote = integration.upload(local, remote_dir, manifest=manifest)
         except (ConnectError, ConfigError):
             raise
         except (TruagentsImportError, OSError, ValueError, asyncssh.Error) as exc:
             results.append(UploadResult(local=local, status="failed", error=_describe(exc)))
         else:
             size = local.stat().st_size
-            results.append(UploadResult(local=local, status="uploaded", remote_path=remote, size=size))
+            listed = None if manifest is None else _manifest_path(remote_dir, local.name, manifest)
+            results.append(
+                UploadResult(local=local, status="uploaded", remote_path=remote, size=size, manifest_path=listed)
+            )
     return results
 
 
@@ -209,7 +252,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def upload_command(
-    integration: Integration, local: Path | str, remote_dir: str, *, known_hosts_file: Path | str | None = None
+    integration: Integration,
+    local: Path | str,
+    remote_dir: str,
+    *,
+    known_hosts_file: Path | str | None = None,
+    manifest: str | None = None,
 ) -> UploadCommand:
     """The ``sftp`` command (and an ``scp`` alternative) that uploads ``local`` safely (see
     :meth:`Integration.upload_command`)."""
@@ -218,6 +266,10 @@ def upload_command(
     remote_dir = _check_remote_dir(remote_dir)
     final = posixpath.join(remote_dir, name)
     partial = posixpath.join(remote_dir, temporary_name(name))
+    manifest_local = manifest_remote = None
+    if manifest is not None:
+        manifest_remote = _manifest_path(remote_dir, name, manifest)
+        manifest_local = _write_local_manifest(local_path, manifest)
     integration.require_verification()
     pinned: str | None = None
     if integration.known_hosts is not None and known_hosts_file is None:
@@ -233,8 +285,15 @@ def upload_command(
     lines = []
     if remote_dir not in ("", "/"):
         lines.append(f"-mkdir {_sftp_quote(remote_dir)}")
+    if manifest_remote is not None:
+        # An earlier delivery's manifest must not vouch for this file while it lands.
+        lines.append(f"-rm {_sftp_quote(manifest_remote)}")
     lines.append(f"put {_sftp_quote(str(local_path))} {_sftp_quote(partial)}")
     lines.append(f"rename {_sftp_quote(partial)} {_sftp_quote(final)}")
+    if manifest_local is not None and manifest_remote is not None:
+        manifest_partial = posixpath.join(remote_dir, temporary_name(posixpath.basename(manifest_remote)))
+        lines.append(f"put {_sftp_quote(str(manifest_local))} {_sftp_quote(manifest_partial)}")
+        lines.append(f"rename {_sftp_quote(manifest_partial)} {_sftp_quote(manifest_remote)}")
     sftp_argv = ("sftp", "-b", "-", *options, destination)
     command = f"printf '%s\\n' {' '.join(shlex.quote(ln) for ln in lines)} | {shlex.join(sftp_argv)}"
     scp_argv = ("scp", *options, str(local_path), f"{destination}:{final}")
@@ -249,7 +308,25 @@ def upload_command(
         scp_command=shlex.join(scp_argv),
         known_hosts_file=known_hosts,
         host_key=pinned,
+        manifest_file=manifest_local,
+        manifest_remote_path=manifest_remote,
     )
+
+
+def _write_local_manifest(local: Path, template: str) -> Path:
+    """Write the manifest of ``local`` beside it (for the upload command to send); its path."""
+    if not local.is_file():
+        what = "does not exist" if not local.exists() else "is not a regular file"
+        msg = f"{local} {what}: a manifest is made from the file as it is now, so the file must be there"
+        raise FileNotFoundError(msg)
+    size, digest = file_figures(local)
+    target = local.with_name(manifest_name(template, local.name))
+    try:
+        target.write_bytes(render_manifest(template, local.name, size, digest))
+    except OSError as exc:
+        msg = f"the manifest cannot be written beside the file, at {target}: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    return target
 
 
 def _ssh_options(integration: Integration, known_hosts: Path) -> list[str]:
