@@ -382,6 +382,10 @@ class Plugins:
             results.append(dict(result))
         return results
 
+    def validates_contacts(self) -> bool:
+        """Whether a plugin other than the built-in ones implements ``validate_contacts``."""
+        return any(self.kinds.get(impl.plugin_name) != "builtin" for impl in self._impls("validate_contacts"))
+
     def validate_contacts(self, contacts: list[Contact], source: DataSource, file: str) -> list[tuple[int, Problem]]:
         """Every plugin's problems with a batch, as ``(index_in_batch, problem)``."""
         from truagents_import.report import Problem

@@ -17,22 +17,28 @@ if TYPE_CHECKING:
     from truagents_import.fields.contact import Contact
     from truagents_import.source import DataSource
 
-__all__ = ["validate_contacts"]
+__all__ = ["MISSING_IDENTITY", "missing_identity", "validate_contacts"]
+
+
+#: Why a row without external_id, email and phone is rejected (``missing_identity``).
+MISSING_IDENTITY = (
+    "external_id, email and phone are all empty: a contact needs at least one of them; "
+    "fill one in upstream or remove the row"
+)
+
+
+def missing_identity(row: int | None) -> Problem:
+    """The problem of a contact with no identity (the rule of SPEC 3, written once)."""
+    return Problem(code="missing_identity", message=MISSING_IDENTITY, row=row)
 
 
 @hookimpl
 def validate_contacts(contacts: list[Contact], source: DataSource) -> Iterator[tuple[int, Problem]]:
-    """Reject contacts with no identity: no external_id, email or phone (``missing_identity``)."""
+    """Reject contacts with no identity: no external_id, email or phone (``missing_identity``).
+
+    The row builder applies the same rule to the rows it builds, so that no contact object is made
+    for a row unless a plugin asks for contacts; this plugin holds contacts from anywhere to it.
+    """
     for index, contact in enumerate(contacts):
         if contact.identity is None:
-            yield (
-                index,
-                Problem(
-                    code="missing_identity",
-                    message=(
-                        "external_id, email and phone are all empty: a contact needs at least one of them; "
-                        "fill one in upstream or remove the row"
-                    ),
-                    row=contact.source_row,
-                ),
-            )
+            yield index, missing_identity(contact.source_row)

@@ -10,6 +10,7 @@ process (the helper process gets the picklable :class:`BuildSpec` with every chu
 from __future__ import annotations
 
 import contextlib
+import functools
 import marshal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from truagents_import.fields.several import (
     read_phone,
     strip_text_marker,
 )
+from truagents_import.fields.validators import missing_identity
 from truagents_import.report import Problem
 
 if TYPE_CHECKING:
@@ -109,8 +111,9 @@ class RowBuilder:
     Cells are stripped; an empty cell is an absent value. A value its normaliser refuses
     rejects the row (``invalid_<field>``, one problem per bad cell), or, with
     ``on_invalid = "drop_field"``, is dropped as if the cell were empty; a row left with no
-    identity because its identity values were dropped is rejected with ``missing_identity``.
-    Rows with no identity at all are left to the built-in ``validate_contacts`` plugin.
+    identity because its identity values were dropped is rejected with ``missing_identity``, as is
+    a row with no identity at all (the rule of the built-in ``validate_contacts`` plugin, applied
+    here so that no contact object is needed unless a plugin asks for contacts).
     """
 
     def __init__(self, spec: BuildSpec) -> None:
@@ -141,7 +144,10 @@ class RowBuilder:
         self._columns = {f: (i, *more.get(f, ())) for f, i in fields.items()}
         #: Whether rows need SPEC 9's rules (several columns for a field, consent columns, the row's
         #: country) rather than the one-column path.
-        self._rich = bool(more) or "subscribed" in fields or ("country" in fields and spec.region_from_country)
+        self._rich = bool(more) or "subscribed" in fields
+        #: The country column whose value picks the phone region of a row (one-column path), if any.
+        self._country = fields.get("country") if spec.region_from_country and "phone" in fields else None
+        self._readers: dict[str, Callable[[str], str]] = {}
         #: Invalid values dropped from rows that were kept (``on_invalid = "drop_field"``).
         self.dropped = 0
 
@@ -178,7 +184,7 @@ class RowBuilder:
         i = self._external_id
         external_id = None if i is None else strip_text_marker(row[i].strip()) or None
         email = checked(normalise_email, raw_email, self._email, number, bad) if raw_email else None
-        phone = checked(self._read_phone, raw_phone, self._phone, number, bad) if raw_phone else None
+        phone = self._phone_of(row, raw_phone, number, bad) if raw_phone else None
         i = self._full_name
         if i is not None:
             first, last = split_full_name(row[i].strip())
@@ -201,6 +207,8 @@ class RowBuilder:
             if external_id is None and email is None and phone is None and (lost := _identity_lost(bad, number)):
                 return None, [lost]
             self.dropped += len(bad)
+        if external_id is None and email is None and phone is None:
+            return None, [missing_identity(number)]
         i = self._tags
         values = (
             external_id,
@@ -226,8 +234,28 @@ class RowBuilder:
             bad.append(self._problem(exc, index, number, raw))
             return None
 
+    def _phone_of(self, row: list[str], raw: str, number: int, bad: list[Problem]) -> str | None:
+        """The row's phone, read in its country's region first when it has a country column (SPEC 9)."""
+        i = self._country
+        reader = self._read_phone if i is None or not (country := row[i].strip()) else self._phone_reader(country)
+        return self._checked(reader, raw, self._phone, number, bad)  # type: ignore[no-any-return]
+
     def _read_phone(self, raw: str) -> str:
         return normalise_phone(raw, self.region)
+
+    def _phone_reader(self, country: str) -> Callable[[str], str]:
+        """How a row whose country cell is ``country`` reads its phone (SPEC 9), remembered per value."""
+        reader = self._readers.get(country)
+        if reader is None:
+            region = region_of(country)
+            if region is None or region == self.region:
+                reader = self._read_phone
+            else:
+                regions = (region, self.region) if self.region else (region,)
+                reader = functools.partial(read_phone, regions=regions)
+            if len(self._readers) < 1024:
+                self._readers[country] = reader
+        return reader
 
     def _rich_values(self, row: list[str], number: int) -> tuple[Values | None, list[Problem]]:
         """:meth:`values` under SPEC 9's rules: several columns and values per field, consent columns,
@@ -268,6 +296,8 @@ class RowBuilder:
             if external_id is None and email is None and phone is None and (lost := _identity_lost(bad, number)):
                 return None, [lost]
             self.dropped += len(bad)
+        if external_id is None and email is None and phone is None:
+            return None, [missing_identity(number)]
         attributes = {name: row[index] for name, index in self.attributes}
         for index, text in left:
             attributes[header[index]] = text
@@ -286,7 +316,7 @@ class RowBuilder:
 
     def _regions(self, row: list[str]) -> tuple[str | None, ...]:
         """Where a phone without ``+`` is read: the row's country (SPEC 9), then the source's default_region."""
-        if self._rich and self.spec.region_from_country:
+        if self.spec.region_from_country:
             for index in self._columns.get("country", ()):
                 region = region_of(row[index]) if row[index].strip() else None
                 if region is not None and region != self.region:

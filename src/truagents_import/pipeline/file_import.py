@@ -287,4 +287,4 @@ class FileImport:
 
 def _staged_rows(batch: AcceptedBatch) -> list[tuple[object, ...]]:
     """``(row number, identity, *payload)`` for each accepted contact, as :meth:`Staging.add` takes them."""
-    return [(c.source_row or 0, c.identity, *p) for c, p in zip(batch.contacts, batch.payloads, strict=True)]
+    return [(n, identity, *p) for n, identity, p in zip(batch.numbers, batch.identities(), batch.payloads, strict=True)]

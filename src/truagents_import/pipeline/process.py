@@ -18,7 +18,7 @@ import attrs
 
 from truagents_import.fields.contact import Contact
 from truagents_import.fields.mapping import ColumnMapping
-from truagents_import.pipeline.builder import BuildSpec, Built, Payload, RowBuilder, build_chunk
+from truagents_import.pipeline.builder import BuildSpec, Built, Payload, RowBuilder, Values, build_chunk
 from truagents_import.pipeline.header import checked_mapping
 from truagents_import.reading import FileRejected
 from truagents_import.report import Problem
@@ -72,14 +72,35 @@ class ChunkHelper(Protocol):
         """Whether the next answer has begun to arrive."""
 
 
-@attrs.frozen
+@attrs.define
 class AcceptedBatch:
-    """Valid contacts of one batch, in row order, with their staging payloads (one per contact)."""
+    """Valid contacts of one batch, in row order: their row numbers, values and staging payloads.
 
-    contacts: list[Contact]
+    :attr:`contacts` makes :class:`Contact` objects only when asked (a plugin's validators, or
+    :meth:`DataSource.read`); staging needs none.
+    """
+
+    numbers: list[int]
+    values: list[Values]
     payloads: list[Payload]
     #: Rows of the file taken when this batch was complete (for progress reports).
     rows: int
+    source_name: str
+    file: str
+    _contacts: list[Contact] | None = None
+
+    @property
+    def contacts(self) -> list[Contact]:
+        """The batch's contacts (made once, on first use)."""
+        if self._contacts is None:
+            make: Callable[..., Contact] = Contact  # positional: values hold the first nine fields in order
+            name, file = self.source_name, self.file
+            self._contacts = [make(*v, name, file, n) for v, n in zip(self.values, self.numbers, strict=True)]
+        return self._contacts
+
+    def identities(self) -> list[str | None]:
+        """Each contact's identity (external_id, else email, else phone), without making contacts."""
+        return [v[0] or v[1] or v[2] for v in self.values]
 
 
 #: Called for every rejected row, in row order: the raw row (``None`` when it was too large to
@@ -119,7 +140,11 @@ class RowPipeline:
         #: Rows taken so far, and invalid values dropped from kept rows (``on_invalid = "drop_field"``).
         self.rows = 0
         self.dropped = 0
-        self._batch: list[Contact] = []
+        #: Whether a plugin (besides the built-in identity rule) validates contacts: only then are
+        #: contact objects made for every row.
+        self._validated = plugins.validates_contacts()
+        self._numbers: list[int] = []
+        self._values: list[Values] = []
         self._raw: list[list[str] | None] = []
         self._payloads: list[Payload] = []
         self._pending: deque[tuple[int, list[list[str] | None], Built | None]] = deque()
@@ -154,7 +179,7 @@ class RowPipeline:
             if self.helper is not None and self.helper.in_flight:
                 self.helper.broken = True  # answers still owed for this file: this helper is done
             raise
-        if self._batch:
+        if self._numbers:
             self._flush()
         yield from self._drain()
 
@@ -166,17 +191,29 @@ class RowPipeline:
         self._on_reject(row, problems)
 
     def _flush(self) -> None:
-        batch, raw, payloads = self._batch, self._raw, self._payloads
-        self._batch, self._raw, self._payloads = [], [], []
+        numbers, values, raw, payloads = self._numbers, self._values, self._raw, self._payloads
+        self._numbers, self._values, self._raw, self._payloads = [], [], [], []
+        name = self.builder.source_name
+        accepted = AcceptedBatch(numbers, values, payloads, self.rows, name, self.file)
+        if not self._validated:
+            self._ready.append(accepted)
+            return
+        batch = accepted.contacts
         bad: dict[int, list[Problem]] = {}
         for i, found in self.plugins.validate_contacts(batch, self.source, self.file):
-            problem = found if found.row is not None else attrs.evolve(found, row=batch[i].source_row)
+            problem = found if found.row is not None else attrs.evolve(found, row=numbers[i])
             bad.setdefault(i, []).append(problem)
         if bad:
             keep = [i for i in range(len(batch)) if i not in bad]
-            accepted = AcceptedBatch([batch[i] for i in keep], [payloads[i] for i in keep], self.rows)
-        else:
-            accepted = AcceptedBatch(batch, payloads, self.rows)
+            accepted = AcceptedBatch(
+                [numbers[i] for i in keep],
+                [values[i] for i in keep],
+                [payloads[i] for i in keep],
+                self.rows,
+                name,
+                self.file,
+                [batch[i] for i in keep],
+            )
         self._ready.append(accepted)
         for i in sorted(bad):
             self._reject(raw[i], bad[i])
@@ -192,17 +229,19 @@ class RowPipeline:
         values_of_rows, chunk_payloads, chunk_dropped = built
         self.dropped += chunk_dropped
         next_payload = iter(chunk_payloads).__next__
-        make: Callable[..., Contact] = Contact  # positional: values hold the first nine fields in order
-        source_name, file, batch_size = self.builder.source_name, self.file, self.batch_size
+        batch_size = self.batch_size
+        numbers, kept, raw, payloads = self._numbers, self._values, self._raw, self._payloads
         number = first
         for row, values in zip(chunk, values_of_rows, strict=True):
             self.rows += 1
             if values.__class__ is tuple:
-                self._batch.append(make(*values, source_name, file, number))
-                self._raw.append(row)
-                self._payloads.append(next_payload())
-                if len(self._batch) >= batch_size:
+                numbers.append(number)
+                kept.append(values)
+                raw.append(row)
+                payloads.append(next_payload())
+                if len(numbers) >= batch_size:
                     self._flush()
+                    numbers, kept, raw, payloads = self._numbers, self._values, self._raw, self._payloads
             elif values is None:
                 message = f"a field is larger than {self.source.max_field_size} bytes"
                 self._reject(None, [Problem(code="field_too_large", message=message, row=number)])
