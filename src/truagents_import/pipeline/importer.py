@@ -12,6 +12,7 @@ of rows while this process reads the file, runs the plugins' validators and stag
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from truagents_import._log import log_file_outcome
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import Sink
 from truagents_import.pipeline.feedback import write_feedback
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from truagents_import.config import Config
 
 __all__ = ["Importer", "Progress", "ProgressCallback", "rejects_file_name"]
+
+logger = logging.getLogger(__name__)
 
 
 class Importer:
@@ -138,6 +142,8 @@ class Importer:
         if late is not None:
             report.warnings.append(late)
         todo = self._select(listing, files, report)
+        for looked_at in report.files:  # already imported, incomplete, not found: one DEBUG record each
+            log_file_outcome(logger, self.source.name, looked_at)
         if any(f.size >= self._parallel_min_bytes for f in todo):
             self._start_worker()  # now, so that it starts up while the first file downloads
         try:
@@ -148,6 +154,7 @@ class Importer:
                     if not dry_run:  # the result back to the uploader, when the source asks for it
                         write_feedback(self.source, result, started=one.started, rejects=one.rejects_path)
                     report.files.append(result)
+                    log_file_outcome(logger, self.source.name, result, one.started)
                     if progress is not None:
                         progress(Progress(remote.path, "done", remote.size, remote.size, result.rows))
         finally:
