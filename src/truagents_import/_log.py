@@ -17,7 +17,7 @@ from truagents_import._safety import escape_name
 if TYPE_CHECKING:
     from truagents_import.report import FileResult
 
-__all__ = ["FILE_FIELDS", "file_fields", "log_file_outcome"]
+__all__ = ["FILE_FIELDS", "file_fields", "log_claim", "log_file_outcome"]
 
 #: The ``extra`` fields of every record about one file's outcome.
 FILE_FIELDS = ("source", "file", "status", "rows", "imported", "rejected", "duplicates", "sha256", "duration_s")
@@ -63,3 +63,20 @@ def log_file_outcome(logger: logging.Logger, source: str, result: FileResult, st
     took = "" if duration is None else f" in {duration:.2f} s"
     fields = file_fields(source, result, duration)
     logger.log(level, "%s: %s %s (%s)%s", source, result.status, name, what, took, extra=fields)
+
+
+def log_claim(
+    logger: logging.Logger,
+    source: str,
+    path: str,
+    sha256: str,
+    message: str,
+    *,
+    status: str = "claim_conflict",
+    level: int = logging.INFO,
+) -> None:
+    """One record about a claim: refused because another importer holds the same content now
+    (``claim_conflict``), or taken over from an importer that is gone (``claim_taken_over``)."""
+    name = escape_name(path)
+    fields = {"source": source, "file": name, "sha256": sha256, "status": status}
+    logger.log(level, "%s: %s: %s", source, name, escape_name(message), extra=fields)

@@ -18,6 +18,7 @@ import difflib
 import importlib
 import importlib.metadata
 import inspect
+import logging
 import os
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,6 +28,7 @@ import attrs
 import pluggy
 
 from truagents_import import hookspecs
+from truagents_import._safety import escape_name
 from truagents_import.errors import ConfigError, PluginError, TruagentsImportError
 from truagents_import.fields.layout import Layout
 
@@ -53,6 +55,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 #: Comma-separated names of plugins not to load: the names ``truagents-import plugins`` shows
 #: (entry-point names, built-in module names, names of plugins passed in) or distribution names.
 BLOCK_ENV = "TRUAGENTS_IMPORT_BLOCK_PLUGINS"
+
+logger = logging.getLogger(__name__)
 
 #: The distribution the built-in plugins belong to.
 _OWN_DISTRIBUTION = "truagents-import"
@@ -351,7 +355,7 @@ class Plugins:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             msg = f"plugin {self.describe(plugin)} failed in {hook}{where}: {error}. {_advice(plugin)}"
-            raise PluginError(msg, plugin=plugin, hook=hook) from exc
+            raise _logged(PluginError(msg, plugin=plugin, hook=hook)) from exc
 
     def _impls(self, hook: str) -> list[pluggy.HookImpl]:
         # Registration order, so that later registrations win when results merge.
@@ -461,7 +465,7 @@ class Plugins:
                 f"plugin {self.describe(plugin)} failed to make a {name!r} sink: {type(exc).__name__}: {exc}. "
                 "Check the [sink] options"
             )
-            raise PluginError(msg, plugin=plugin, hook="register_sinks") from exc
+            raise _logged(PluginError(msg, plugin=plugin, hook="register_sinks")) from exc
         self._made[id(sink)] = (sink, name)
         return sink
 
@@ -482,7 +486,7 @@ class Plugins:
             f"{self.sink_origin(sink)} failed in {method} on {file}: {type(exc).__name__}: {exc}. "
             "Nothing of this file was committed; it will be imported again on the next run"
         )
-        return PluginError(msg, plugin=plugin, hook=method)
+        return _logged(PluginError(msg, plugin=plugin, hook=method))
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -512,3 +516,10 @@ class Plugins:
                 }
             )
         return out
+
+
+def _logged(error: PluginError) -> PluginError:
+    """One ERROR record for a plugin's failure (names in the message escaped), then the error itself."""
+    fields = {"plugin": error.plugin, "hook": error.hook, "status": "plugin_failed"}
+    logger.error("%s", escape_name(str(error)), extra=fields)
+    return error

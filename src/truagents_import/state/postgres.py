@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from truagents_import._log import log_claim
 from truagents_import._postgres import PostgresError, connect, lock_key, mask_url, psycopg_module, scrub
 from truagents_import.errors import ConfigError
 from truagents_import.state.base import (
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from truagents_import.source import FileState
 
 __all__ = ["PostgresStateStore"]
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = (
     """
@@ -198,7 +202,7 @@ class PostgresStateStore:
         key = lock_key("claim", source, sha256)
         if key in self._held:
             claim, held_path = self._held[key]
-            return refused_as_taken(f"{claim.owner}, as {held_path}")
+            return self._conflict(source, path, sha256, refused_as_taken(f"{claim.owner}, as {held_path}"))
         owner = new_owner()
         with self._errors("claiming a file") as conn:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
@@ -208,7 +212,7 @@ class PostgresStateStore:
                     (source, sha256),
                 ).fetchone()
                 who = "its claim is being recorded" if holder is None else f"{holder[0]}, as {holder[1]}"
-                return refused_as_taken(who)
+                return self._conflict(source, path, sha256, refused_as_taken(who))
             try:
                 # Checked under the lock: an importer that held it recorded its outcome before releasing.
                 done = None if force else self.imported_sha(source, sha256)
@@ -230,6 +234,11 @@ class PostgresStateStore:
         claim = Claim(source, sha256, owner)
         self._held[key] = (claim, path)
         return claim
+
+    @staticmethod
+    def _conflict(source: str, path: str, sha256: str, refused: ClaimRefused) -> ClaimRefused:
+        log_claim(logger, source, path, sha256, f"not claimed: {refused.message}")
+        return refused
 
     def release(self, claim: Claim) -> None:
         """Give a claim back (after the file's outcome is recorded). A claim whose connection

@@ -8,11 +8,13 @@ database claim each content before importing it, so two of them never import the
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from truagents_import._log import log_claim
 from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError
 from truagents_import.state.base import (
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from truagents_import.source import FileState
 
 __all__ = ["StateStore"]
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -127,6 +131,8 @@ class StateStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        if isinstance(outcome, ClaimRefused) and not outcome.to_record:
+            log_claim(logger, source, path, sha256, f"not claimed: {outcome.message}")
         return outcome
 
     def _claim_locked(
@@ -143,6 +149,9 @@ class StateStore:
             fresh = now - datetime.fromisoformat(row[1]) < CLAIM_LEASE
             if alive or (alive is None and fresh):
                 return refused_as_taken(f"{row[0]}, as {row[2]}")
+            why = "its process is gone" if alive is False else "its lease ran out"
+            taken = f"claim of {row[0]} taken over ({why})"
+            log_claim(logger, source, path, sha256, taken, status="claim_taken_over", level=logging.WARNING)
         self._db.execute(
             "INSERT OR REPLACE INTO claims (source, sha256, path, owner, claimed_at) VALUES (?, ?, ?, ?, ?)",
             (source, sha256, path, owner, now.isoformat()),
