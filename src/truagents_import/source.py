@@ -246,7 +246,9 @@ class DataSource:
     def is_sidecar(self, name: str, names: Set[str] = frozenset()) -> bool:
         """Whether a name is one of the files that travel beside the data, never data itself: a ready
         marker, a manifest (by its ending, or made from another name in ``names``), or, when the
-        source gives feedback, a result or rejects file."""
+        source gives feedback, a result or rejects file; also while uploading under a temporary name."""
+        if is_temporary(name):
+            name = _strip_temporary(name)
         if self.feedback is not None and name.endswith(FEEDBACK_SUFFIXES):
             return True
         for template in (self.ready_marker, self.manifest):
@@ -278,7 +280,7 @@ class DataSource:
             size = int(e.get("size") or 0)
             if is_temporary(name):
                 final = _strip_temporary(name)
-                if self.matches(final) and not self.is_sidecar(final, names):
+                if self.matches(final) and not self.is_sidecar(name, names):
                     files.append(RemoteFile(path, size, mtime, "ignored", "upload in progress (temporary name)"))
                 continue
             if not self.matches(name) or self.is_sidecar(name, names):

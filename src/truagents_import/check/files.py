@@ -141,6 +141,7 @@ def _files_found(ctx: CheckContext, final: list[RemoteFile]) -> CheckStep:
     newer = [
         posixpath.basename(e["name"]) for e in ctx.entries if e.get("type") == "file" and listed_time(e) > newest.mtime
     ]
+    newer = _data_names(ctx, newer)
     misses = ctx.newer_misses = near_misses(newer, pattern)
     if not misses:
         return CheckStep("files_present", "pass", detail)
@@ -157,7 +158,7 @@ def _files_found(ctx: CheckContext, final: list[RemoteFile]) -> CheckStep:
 def _nothing_matches(ctx: CheckContext) -> CheckStep:
     assert ctx.entries is not None
     source = ctx.source
-    all_names = sorted(posixpath.basename(e["name"]) for e in ctx.entries if e.get("type") == "file")
+    all_names = _data_names(ctx, sorted(posixpath.basename(e["name"]) for e in ctx.entries if e.get("type") == "file"))
     visible = [n for n in all_names if not is_temporary(n)]
     misses = near_misses(all_names, source.pattern)
     elsewhere = _matches_elsewhere(ctx)
@@ -179,6 +180,15 @@ def _nothing_matches(ctx: CheckContext) -> CheckStep:
     if not advice:
         advice.append(_nothing_delivered_advice(ctx))
     return CheckStep("files_present", "fail", detail, "; ".join(advice))
+
+
+def _data_names(ctx: CheckContext, listed: list[str]) -> list[str]:
+    """``listed`` without the files that travel beside the data: ready markers, manifests and
+    feedback files, under their final or their temporary names (never near misses)."""
+    assert ctx.entries is not None
+    present = {posixpath.basename(e["name"]) for e in ctx.entries if e.get("type") == "file"}
+    source = ctx.source
+    return [n for n in listed if not source.is_sidecar(n, present)]
 
 
 def _nothing_delivered_advice(ctx: CheckContext) -> str:
@@ -208,6 +218,10 @@ def _matches_elsewhere(ctx: CheckContext) -> list[tuple[str, int]]:
                 for e in fs.ls(parent, detail=True)
                 if e.get("type") == "directory" and e["name"].rstrip("/") != path
             ]
+    # The source's own archive (after_import = "move:<dir>") and feedback folders hold matching
+    # names on purpose: they are not where deliveries went astray.
+    own = {f for f in (ctx.source.archive_folder(), ctx.source.feedback_folder()) if f is not None}
+    folders = [f for f in folders if posixpath.normpath(f) not in own]
     found = []
     for other in folders[:_MAX_FOLDERS]:
         with contextlib.suppress(OSError, asyncssh.Error):
@@ -328,7 +342,18 @@ def _not_ready(ctx: CheckContext, newest: RemoteFile) -> CheckStep:
             f"wait until it is {source.min_age:g} s old (the upstream may still be writing it) and run "
             "check again; if the upstream renames files into place when complete, min_age can be lowered",
         )
-    marker = escape_name(source.ready_marker_for(newest.name) or "")
+    present = {posixpath.basename(e["name"]) for e in ctx.entries or () if e.get("type") == "file"}
+    marker = source.ready_marker_for(newest.name)
+    manifest = source.manifest_for(newest.name)
+    if manifest is not None and (marker is None or marker in present):
+        return CheckStep(
+            "complete",
+            "fail",
+            f"the newest file, {name}, is waiting for its manifest {escape_name(manifest)}",
+            f"the upstream sends {escape_name(manifest)} after the file (`upload --manifest` does): ask whether "
+            "its delivery finished; if it never sends manifests, remove `manifest` from the source",
+        )
+    marker = escape_name(marker or "")
     return CheckStep(
         "complete",
         "fail",

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncssh
+import attrs
 
+from truagents_import._safety import escape_name
 from truagents_import.check.connection import auth, config, host_key, reachable
 from truagents_import.check.context import CheckContext, Rungs, Skip
 from truagents_import.check.files import complete, files_present, folder, freshness
@@ -61,6 +63,9 @@ STEPS: tuple[tuple[str, Callable[[CheckContext], CheckStep]], ...] = (
 )
 assert tuple(name for name, _ in STEPS) == STEP_NAMES
 
+#: The steps about what the upstream delivers: their advice names the source's ``owner``.
+DELIVERY_STEPS = frozenset({"files_present", "freshness", "complete", "shape", "sample"})
+
 
 def check_source(
     source: DataSource,
@@ -83,7 +88,7 @@ def check_source(
         spool = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="truagents-check-")))
         ctx = CheckContext(source, sink=sink, state=state, plugins=plugins, spool=spool, stack=stack)
         steps = _run(ctx, STEPS, run_all=run_all)
-    return CheckReport(source=source.name, steps=steps, elapsed=time.monotonic() - started)
+    return CheckReport(source=source.name, steps=_name_owner(steps, source.owner), elapsed=time.monotonic() - started)
 
 
 def check_connection(integration: Integration, *, run_all: bool = False) -> CheckReport:
@@ -92,6 +97,18 @@ def check_connection(integration: Integration, *, run_all: bool = False) -> Chec
     steps = _run(Rungs(integration), CONNECTION_STEPS, run_all=run_all)
     name = f"{integration.host}:{integration.port}"
     return CheckReport(source=name, steps=steps, elapsed=time.monotonic() - started)
+
+
+def _name_owner(steps: list[CheckStep], owner: str | None) -> list[CheckStep]:
+    """The steps, the advice of those about the deliveries naming who to ask: the source's ``owner``."""
+    if owner is None:
+        return steps
+    return [
+        attrs.evolve(step, advice=f"{step.advice}; who delivers this source: {escape_name(owner)}")
+        if step.name in DELIVERY_STEPS and step.status in ("warn", "fail") and step.advice
+        else step
+        for step in steps
+    ]
 
 
 def skipped_after_config() -> list[CheckStep]:

@@ -141,11 +141,14 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
             {
                 "source": source.name,
                 "path": source.path,
+                "owner": source.owner,
                 "overdue": source.overdue(files),
                 "files": [to_dict(f) for f in files],
             }
         )
         return 0
+    if source.owner:
+        click.echo(f"source {source.name}: files delivered by {escape_name(source.owner)}")
     if not files:
         click.echo(f"no files matching {source.pattern!r} in {source.path}")
     late = source.overdue(files)
