@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import phonenumbers
 
 from truagents_import.errors import FieldError
@@ -42,11 +43,12 @@ _LENGTH_ERRORS = {
 # for a shared country code (+1 has 25 regions) first finds the region the same way. Most cells
 # are plainer than that. For a cell of digits, spaces and ``().-`` with at most a leading ``+``,
 # what parse does reduces to: take the digits; with ``+``, split off the country code (country
-# codes are prefix-free); without, use the default region's code; and leave them as they are when
-# no international or national prefix pattern of the metadata matches at the start and there is
-# no leading zero. _plain_phone does exactly that and hands every other case (any prefix that
-# matches, a leading zero, a national number starting with its own country code, ...) to
-# phonenumbers. Validity is phonenumbers' own test, on phonenumbers' own metadata (see
+# codes are prefix-free); without, use the default region's code, strip the region's national
+# prefix (``020 7946 0958`` in GB) with phonenumbers' own step for it when one matches, and keep
+# the rest when no international prefix or own country code starts it and no leading zero is
+# left. _plain_phone does exactly that and hands every other case (an international prefix, a
+# national number starting with its own country code, a prefix transform rule, a leading zero
+# that stays, ...) to phonenumbers. Validity is phonenumbers' own test, on phonenumbers' own metadata (see
 # _CountryCode), and a number it does not find valid also goes to phonenumbers, so every
 # refusal and its message are the library's. tests/test_differential.py holds both paths to it.
 
@@ -231,23 +233,55 @@ def _country_after_plus(head: str) -> tuple[_CountryCode, int] | None:
     return None
 
 
-@functools.cache
-def _national_reading(region: str) -> tuple[_CountryCode, _Match] | None:
-    """For numbers without ``+`` in ``region``: its country code, and a test for the starts that need phonenumbers.
+#: phonenumbers' own steps for a national prefix (``0`` in ``020 7946 0958``), called as parse calls
+#: them; absent from a phonenumbers release that renamed them (numbers with a prefix then go to parse).
+_STRIP_NATIONAL_PREFIX = getattr(phonenumbers.phonenumberutil, "_maybe_strip_national_prefix_carrier_code", None)
+_TEST_LENGTH = getattr(phonenumbers.phonenumberutil, "_test_number_length", None)
+#: Lengths after which parse keeps the national prefix on (the number may be a valid short one).
+_KEEP_PREFIX = (
+    phonenumbers.ValidationResult.TOO_SHORT,
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    phonenumbers.ValidationResult.INVALID_LENGTH,
+)
 
-    Those are a leading zero, the region's own country code, its international prefix and its
-    national prefix (phonenumbers would strip or interpret each).
-    """
+
+@attrs.frozen
+class _NationalReading:
+    """How numbers without ``+`` are read in one region: its country code, the starts that need
+    phonenumbers (its own country code and its international prefix: parse may read either as a
+    country code), and its metadata for the national prefix."""
+
+    country: _CountryCode
+    refuse: _Match
+    metadata: Any
+    national_prefix: _Match | None
+
+    def nsn(self, digits: str) -> str | None:
+        """The national significant number parse finds in ``digits``, when this is certain; else None."""
+        if self.refuse(digits):
+            return None
+        if self.national_prefix is None or not self.national_prefix(digits):
+            return None if digits[0] == "0" else digits
+        if _STRIP_NATIONAL_PREFIX is None or _TEST_LENGTH is None or self.metadata.national_prefix_transform_rule:
+            return None
+        _carrier, stripped, _ = _STRIP_NATIONAL_PREFIX(digits, self.metadata)
+        if _TEST_LENGTH(stripped, self.metadata) in _KEEP_PREFIX:
+            stripped = digits
+        return None if not stripped or stripped[0] == "0" else stripped
+
+
+@functools.cache
+def _national_reading(region: str) -> _NationalReading | None:
+    """For numbers without ``+`` in ``region``: how parse reads them (see :class:`_NationalReading`)."""
     md = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
     if md is None:
         return None
     country = _country(md.country_code)
-    starts = ["0", re.escape(country.prefix)]
+    starts = [re.escape(country.prefix)]
     if md.international_prefix is not None:
         starts.append(md.international_prefix)
-    if md.national_prefix_for_parsing:
-        starts.append(md.national_prefix_for_parsing)
-    return country, _starts_with_any(starts)
+    national = re.compile(md.national_prefix_for_parsing).match if md.national_prefix_for_parsing else None
+    return _NationalReading(country, _starts_with_any(starts), md, national)
 
 
 def _plain_phone(value: str, region: str | None) -> str | None:
@@ -274,10 +308,10 @@ def _plain_phone(value: str, region: str | None) -> str | None:
         reading = _national_reading(region) if region in phonenumbers.SUPPORTED_REGIONS else None
         if reading is None or len(digits) < 4:
             return None
-        country, refuse = reading
-        if refuse(digits):
+        found_nsn = reading.nsn(digits)
+        if found_nsn is None:
             return None
-        nsn = digits
+        country, nsn = reading.country, found_nsn
     if _NSN_MIN <= len(nsn) <= _NSN_MAX and country.trusted and country.valid(nsn):
         return "+" + country.prefix + nsn
     return None
