@@ -16,13 +16,14 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from truagents_import._converter import converter
+from truagents_import._text import parse_duration
 from truagents_import.errors import ConfigError, FieldError
 from truagents_import.fields.contact import normalise_timezone
 from truagents_import.fields.mapping import valid_target
 from truagents_import.remote.integration import Integration
 from truagents_import.source import DataSource
 
-__all__ = ["CONFIG_NAME", "Config", "SinkConfig", "StateConfig", "load_config"]
+__all__ = ["CONFIG_NAME", "DEFAULT_INTEGRATION", "Config", "SinkConfig", "StateConfig", "load_config"]
 
 #: The file the command line reads from the working folder.
 CONFIG_NAME = "truagents-import.toml"
@@ -45,16 +46,34 @@ class StateConfig:
     url: str | None = None
 
 
+#: What a source's ``integration`` names when it names none: the ``[integration]`` table.
+DEFAULT_INTEGRATION = "integration"
+
+
 @attrs.define
 class Config:
     """A whole configuration file."""
 
     integration: Integration | None = None
+    #: More endpoints, by name (``[integrations.NAME]``); a source picks one with ``integration = "NAME"``.
+    integrations: dict[str, Integration] = attrs.field(factory=dict)
     sources: list[DataSource] = attrs.field(factory=list)
     sink: SinkConfig = attrs.field(factory=SinkConfig)
     state: StateConfig = attrs.field(factory=StateConfig)
     #: The file this configuration was read from, if any.
     path: Path | None = None
+    #: Each source's ``poll_every`` in seconds, by source name (for ``watch`` and Celery beat).
+    poll_every: dict[str, float] = attrs.field(factory=dict)
+    #: The ``integration = "NAME"`` of each source that names one, by source name.
+    source_integrations: dict[str, str] = attrs.field(factory=dict)
+
+    def endpoint_name(self, source: str) -> str:
+        """The name of the endpoint a source uses: its ``integration``, or ``"integration"`` for ``[integration]``."""
+        return self.source_integrations.get(source, DEFAULT_INTEGRATION)
+
+    def poll_interval(self, source: str, default: float) -> float:
+        """How often (seconds) a source is listed when run continuously: its ``poll_every``, else ``default``."""
+        return self.poll_every.get(source, default)
 
     def source(self, name: str | None = None) -> DataSource:
         """The source called ``name``, or the only source when ``name`` is None."""
@@ -100,7 +119,14 @@ def _structure_sink(value: Any, _: type) -> SinkConfig:
 converter.register_structure_hook(SinkConfig, _structure_sink)
 converter.register_structure_hook(
     Config,
-    make_dict_structure_fn(Config, converter, path=override(omit=True), _cattrs_forbid_extra_keys=True),
+    make_dict_structure_fn(
+        Config,
+        converter,
+        path=override(omit=True),
+        poll_every=override(omit=True),
+        source_integrations=override(omit=True),
+        _cattrs_forbid_extra_keys=True,
+    ),
 )
 
 
@@ -145,7 +171,53 @@ def parse_config(data: dict[str, Any], base: Path, path: Path | None = None) -> 
         raise ConfigError(message if message.startswith(where) else where + message) from None
 
 
+def _service_keys(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``data`` without each source's ``integration`` and ``poll_every`` (which the source's own
+    table does not hold), and those keys, source by source."""
+    sources = data.get("sources")
+    if not isinstance(sources, list):
+        return data, []
+    tables, taken = [], []
+    for table in sources:
+        own = dict(table) if isinstance(table, dict) else table
+        taken.append(
+            {k: own.pop(k) for k in ("integration", "poll_every") if k in own} if isinstance(own, dict) else {}
+        )
+        tables.append(own)
+    return {**data, "sources": tables}, taken
+
+
+def _apply_service_keys(config: Config, taken: list[dict[str, Any]]) -> None:
+    """Give each source the endpoint it names and remember its ``poll_every`` (SPEC 7 and 11)."""
+    for i, (source, keys) in enumerate(zip(config.sources, taken, strict=False)):
+        name = keys.get("integration")
+        if name is not None:
+            if not isinstance(name, str) or name not in config.integrations:
+                known = ", ".join(sorted(config.integrations)) or "none: add an [integrations.NAME] table"
+                raise ConfigError(f"sources[{i}].integration: no [integrations.{name}] table; configured: {known}")
+            config.source_integrations[source.name] = name
+            source.integration = config.integrations[name]
+        every = keys.get("poll_every")
+        if every is not None:
+            try:
+                seconds = parse_duration(every).total_seconds() if isinstance(every, str) else None
+            except ValueError:
+                seconds = None
+            if seconds is None or seconds <= 0:
+                raise ConfigError(
+                    f"sources[{i}].poll_every: must be a duration like '30s', '5m' or '1h', got {every!r}"
+                )
+            config.poll_every[source.name] = seconds
+
+
+def _resolve_integration(integration: Integration, base: Path) -> None:
+    integration.private_key = _resolve(base, integration.private_key)
+    if integration.known_hosts is not None:
+        integration.known_hosts = _resolve(base, integration.known_hosts)
+
+
 def _parse_config(data: dict[str, Any], base: Path, path: Path | None) -> Config:
+    data, taken = _service_keys(data)
     try:
         config = converter.structure(data, Config)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
@@ -153,10 +225,9 @@ def _parse_config(data: dict[str, Any], base: Path, path: Path | None) -> Config
         where = f"{path}: " if path else ""
         raise ConfigError(where + "; ".join(messages)) from None
     config.path = path
-    if config.integration is not None:
-        config.integration.private_key = _resolve(base, config.integration.private_key)
-        if config.integration.known_hosts is not None:
-            config.integration.known_hosts = _resolve(base, config.integration.known_hosts)
+    for integration in [config.integration, *config.integrations.values()]:
+        if integration is not None:
+            _resolve_integration(integration, base)
     names = set()
     for i, source in enumerate(config.sources):
         if source.name in names:
@@ -176,6 +247,7 @@ def _parse_config(data: dict[str, Any], base: Path, path: Path | None) -> Config
                 source.default_timezone = normalise_timezone(source.default_timezone)
             except FieldError as exc:
                 raise ConfigError(f"sources[{i}].default_timezone: {exc.message}") from None
+    _apply_service_keys(config, taken)
     if "path" in config.sink.options:
         config.sink.options["path"] = _resolve(base, config.sink.options["path"])
     config.state.path = _resolve(base, config.state.path)

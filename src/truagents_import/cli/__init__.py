@@ -6,7 +6,9 @@ Exit status: 0 done; 1 done but a file was rejected or failed; 2 usage or config
 
 The commands live in one module per group: :mod:`~truagents_import.cli.importing` (a source's
 files), :mod:`~truagents_import.cli.access` (keys, host keys, uploads) and
-:mod:`~truagents_import.cli.local` (the local server, the demo, the plugins).
+:mod:`~truagents_import.cli.local` (the local server, the demo, the plugins) and
+:mod:`~truagents_import.cli.service` (``watch``). ``--log-level`` and ``--log-format`` (on the
+group or on any command) send the library's log records to stderr.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import sys
 
 import click
 
-from truagents_import.cli import access, importing, local
-from truagents_import.cli._base import emit_json, exit_status
+from truagents_import.cli import access, importing, local, service
+from truagents_import.cli._base import LOG_META, emit_json, exit_status, log_options
 
 __all__ = ["exit_status", "main", "run"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="truagents-import")
-def main() -> None:
+@log_options
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
     """Import contact CSV files from SFTP drop boxes."""
+    ctx.meta[LOG_META] = (log_level, log_format)
 
 
 for _command in (
@@ -39,6 +44,7 @@ for _command in (
     access.trust,
     access.upload_command,
     access.upload,
+    service.watch,
 ):
     main.add_command(_command)
 

@@ -7,6 +7,7 @@ The library's errors and reports do not know these numbers: :func:`exit_status` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -22,7 +23,18 @@ from truagents_import.report import ImportReport
 if TYPE_CHECKING:
     from truagents_import.check.report import CheckReport
 
-__all__ = ["EXIT_STATUSES", "command", "config_option", "emit_json", "exit_status", "marks", "source_option"]
+__all__ = [
+    "EXIT_STATUSES",
+    "LOG_META",
+    "command",
+    "config_option",
+    "emit_json",
+    "exit_status",
+    "log_options",
+    "marks",
+    "service_command",
+    "source_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,18 +80,62 @@ def emit_json(data: Any) -> None:
 
 def command(func: F) -> F:
     """Add ``--json`` and turn library errors into their exit status and a clear message."""
+    return _command(func, default_log_level=None)
 
+
+def service_command(func: F) -> F:
+    """:func:`command` for a long-running command: its log records go to stderr at INFO by default."""
+    return _command(func, default_log_level="INFO")
+
+
+#: Where the group's ``--log-level`` and ``--log-format`` wait for the command (in ``ctx.meta``).
+LOG_META = "truagents_import.log"
+_LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
+
+
+def log_options(func: F) -> F:
+    """``--log-level`` and ``--log-format``: a stderr handler for the library's log records (SPEC 11)."""
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default=None,
+        help="Log records as text lines or one JSON object per line (default: text).",
+    )(func)
+    return click.option(
+        "--log-level",
+        type=_LOG_LEVELS,
+        default=None,
+        help="Send the library's log records at this level and above to stderr (default: none; watch: INFO).",
+    )(func)
+
+
+def _logging(log_level: str | None, log_format: str | None, default_level: str | None) -> Any:
+    """The stderr handler a command runs under: its own options, else the group's, else its default."""
+    from truagents_import.service.logs import stderr_logging
+
+    ctx = click.get_current_context(silent=True)
+    group_level, group_format = ctx.meta.get(LOG_META, (None, None)) if ctx is not None else (None, None)
+    fmt = log_format or group_format
+    level = log_level or group_level or default_level or ("INFO" if fmt else None)
+    if level is None:
+        return contextlib.nullcontext()
+    return stderr_logging(level.upper(), "json" if fmt == "json" else "text")
+
+
+def _command(func: F, *, default_log_level: str | None) -> F:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else.")
+    @log_options
     @functools.wraps(func)
-    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> None:
-        try:
-            status = func(*args, as_json=as_json, **kwargs)
-        except TruagentsImportError as exc:
-            code = exit_status(exc)
-            if as_json:
-                emit_json({"error": str(exc), "exit_status": code})
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(code)
+    def wrapper(*args: Any, as_json: bool, log_level: str | None, log_format: str | None, **kwargs: Any) -> None:
+        with _logging(log_level, log_format, default_log_level):
+            try:
+                status = func(*args, as_json=as_json, **kwargs)
+            except TruagentsImportError as exc:
+                code = exit_status(exc)
+                if as_json:
+                    emit_json({"error": str(exc), "exit_status": code})
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(code)
         sys.exit(status or 0)
 
     return wrapper  # type: ignore[return-value]
