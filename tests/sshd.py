@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,12 +21,15 @@ from pathlib import Path
 import asyncssh
 import attrs
 
-__all__ = ["SSHD", "find_sshd", "run_sshd", "sftp_batch_argv"]
+__all__ = ["SSHD", "SFTPAccount", "find_sshd", "run_sshd", "sftp_batch_argv", "sftp_only_account"]
 
 _CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd", "/usr/bin/sshd")
 _PRIVSEP_DIR = Path("/run/sshd")
 _START_TIMEOUT = 10.0
 _BIND_ATTEMPTS = 5
+#: Folders a ChrootDirectory can live under: sshd wants every component of the path owned by root
+#: and writable by nobody else, which /tmp (mode 1777) never is.
+_CHROOT_BASES = ("/run", "/var/lib", "/srv")
 
 
 @attrs.frozen(kw_only=True)
@@ -95,7 +99,9 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _config(workdir: Path, port: int, host_key: Path, authorized: Path) -> str:
+def _config(
+    workdir: Path, port: int, host_key: Path, authorized: Path, *, subsystem: bool = True, extra: str = ""
+) -> str:
     for p in (workdir, host_key, authorized):
         if any(c.isspace() or c in '"%#' for c in str(p)):
             msg = f"sshd cannot use a path with spaces, quotes, % or #: {p}"
@@ -115,8 +121,10 @@ def _config(workdir: Path, port: int, host_key: Path, authorized: Path) -> str:
             "PermitRootLogin prohibit-password",
             "AllowTcpForwarding no",
             "X11Forwarding no",
-            "Subsystem sftp internal-sftp",
+            *(["Subsystem sftp internal-sftp"] if subsystem else []),
             "LogLevel VERBOSE",
+            # Match blocks last: everything after a Match line belongs to it.
+            extra,
             "",
         ]
     )
@@ -158,10 +166,14 @@ def _wait_listening(
 
 
 @contextmanager
-def run_sshd(workdir: Path, authorized_keys: Sequence[str]) -> Iterator[SSHD]:
+def run_sshd(
+    workdir: Path, authorized_keys: Sequence[str], *, subsystem: bool = True, extra_config: str = ""
+) -> Iterator[SSHD]:
     """Start ``sshd -D -e`` in ``workdir`` for the current user; stop it on exit.
 
     ``authorized_keys`` are authorized_keys lines (options allowed, e.g. ``restrict,command=...``).
+    ``subsystem=False`` offers no SFTP subsystem (a server where SFTP is not enabled);
+    ``extra_config`` is appended to sshd_config (``Match`` blocks, see :func:`sftp_only_account`).
     """
     sshd = find_sshd()
     if sshd is None:
@@ -189,7 +201,8 @@ def run_sshd(workdir: Path, authorized_keys: Sequence[str]) -> Iterator[SSHD]:
     port = 0
     for _attempt in range(_BIND_ATTEMPTS):
         port = _free_port()
-        config.write_text(_config(workdir, port, host_key, authorized), encoding="ascii")
+        text = _config(workdir, port, host_key, authorized, subsystem=subsystem, extra=extra_config)
+        config.write_text(text, encoding="ascii")
         offset = log.stat().st_size if log.exists() else 0
         with log.open("ab") as log_file:
             candidate = subprocess.Popen(
@@ -228,3 +241,87 @@ def run_sshd(workdir: Path, authorized_keys: Sequence[str]) -> Iterator[SSHD]:
         )
     finally:
         _stop(proc)
+
+
+@attrs.frozen(kw_only=True)
+class SFTPAccount:
+    """A chrooted, SFTP-only account for another OS user, as an operator sets one up for a drop box.
+
+    Add :attr:`config` to :func:`run_sshd`'s ``extra_config``. Inside the chroot the user sees
+    ``/``; :meth:`folder` makes folders there with the owner and mode a test needs.
+    """
+
+    username: str
+    #: The ChrootDirectory on this machine (``/`` for the user).
+    chroot: Path
+    #: The user's authorized_keys file (read by sshd as that user, so outside any private folder).
+    authorized_keys: Path
+    uid: int
+    gid: int
+
+    @property
+    def config(self) -> str:
+        """The ``Match User`` block of sshd_config."""
+        return "\n".join(
+            [
+                f"Match User {self.username}",
+                f"    ChrootDirectory {self.chroot}",
+                "    ForceCommand internal-sftp",
+                f"    AuthorizedKeysFile {self.authorized_keys}",
+                "",
+            ]
+        )
+
+    def folder(self, name: str, *, owned_by_user: bool = True, mode: int = 0o755) -> Path:
+        """Make the folder ``/name`` inside the chroot, owned by the user (or by root), with ``mode``."""
+        path = self.chroot / name
+        path.mkdir(parents=True, exist_ok=True)
+        if owned_by_user:
+            os.chown(path, self.uid, self.gid)
+        path.chmod(mode)
+        return path
+
+
+def _chroot_base() -> Path | None:
+    """A folder whose every component is root-owned and writable by root alone, or None."""
+    candidates = [os.environ.get("TRUAGENTS_CHROOT_BASE", ""), *_CHROOT_BASES]
+    for candidate in filter(None, candidates):
+        path = Path(candidate).resolve()
+        chain = [path, *path.parents]
+        if path.is_dir() and all(p.stat().st_uid == 0 and not p.stat().st_mode & 0o022 for p in chain):
+            return path
+    return None
+
+
+@contextmanager
+def sftp_only_account(
+    authorized_keys: Sequence[str], *, username: str = "nobody", chroot_owned_by_user: bool = False
+) -> Iterator[SFTPAccount]:
+    """A chrooted SFTP-only account for OS user ``username`` (root only: sshd must chroot), removed on exit.
+
+    ``chroot_owned_by_user=True`` makes the ChrootDirectory the user's own, which sshd refuses:
+    the key is accepted, then the SFTP session is not.
+    """
+    if os.geteuid() != 0:
+        msg = "a chrooted account needs sshd running as root"
+        raise PermissionError(msg)
+    base_dir = _chroot_base()
+    if base_dir is None:
+        msg = f"no root-owned folder for a ChrootDirectory among {_CHROOT_BASES} (set TRUAGENTS_CHROOT_BASE)"
+        raise RuntimeError(msg)
+    entry = pwd.getpwnam(username)
+    base = Path(tempfile.mkdtemp(prefix="truagents-sftp-", dir=base_dir))
+    try:
+        base.chmod(0o755)
+        chroot = base / "chroot"
+        chroot.mkdir(mode=0o755)
+        if chroot_owned_by_user:
+            os.chown(chroot, entry.pw_uid, entry.pw_gid)
+        keys = base / "authorized_keys"
+        keys.write_text("".join(line.strip() + "\n" for line in authorized_keys), encoding="ascii")
+        keys.chmod(0o644)
+        yield SFTPAccount(
+            username=username, chroot=chroot, authorized_keys=keys, uid=entry.pw_uid, gid=entry.pw_gid
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -6,6 +6,8 @@ command line decides which exit status each one gets.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ConfigError",
     "ConnectError",
@@ -16,6 +18,9 @@ __all__ = [
     "KeyFileError",
     "PluginError",
     "PostgresError",
+    "RemoteError",
+    "RemoteNotFoundError",
+    "RemotePermissionError",
     "TruagentsImportError",
     "UploadNameError",
 ]
@@ -44,6 +49,41 @@ class HostKeyError(ConnectError):
         super().__init__(message)
         #: The SHA256 fingerprint the server presented, if it presented one.
         self.presented = presented
+
+
+class RemoteError(TruagentsImportError, OSError):
+    """The SFTP server refused or failed one operation on one path (the connection itself is fine).
+
+    Also an :class:`OSError` (``errno``, ``filename``), so code that handles a file's I/O errors
+    handles these too. The message says what was being done, to which path, and what to do.
+    """
+
+    def __init__(self, message: str, *, path: str, operation: str, code: int = errno.EIO) -> None:
+        super().__init__(code, message, path)
+        #: What is wrong, for people.
+        self.message = message
+        #: The remote path, as the server names it.
+        self.path = path
+        #: What was being done: ``list``, ``read``, ``write``, ``create``, ``rename``, ``remove``, ``look up``.
+        self.operation = operation
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_remote_error, (type(self), self.message, self.path, self.operation, self.errno))
+
+
+def _rebuild_remote_error(cls: type[RemoteError], message: str, path: str, operation: str, code: int) -> RemoteError:
+    return cls(message, path=path, operation=operation, code=code)
+
+
+class RemotePermissionError(RemoteError, PermissionError):
+    """The server said "permission denied": a permission problem on the server, not on this machine."""
+
+
+class RemoteNotFoundError(RemoteError, FileNotFoundError):
+    """The remote path does not exist on the server (as the user sees it after login)."""
 
 
 class PluginError(TruagentsImportError):

@@ -23,7 +23,7 @@ from fsspec.asyn import get_loop, sync
 from truagents_import.errors import ConfigError, ConnectError, HostKeyError, UploadNameError
 from truagents_import.remote import keys
 from truagents_import.remote import upload as _upload
-from truagents_import.remote.sftp import close_filesystem, posix_rename, remote_name
+from truagents_import.remote.sftp import SFTPFileSystem, close_filesystem, open_session, posix_rename, remote_name
 from truagents_import.remote.upload import SCP_NOTE, UploadCommand, UploadResult, check_upload_name, temporary_name
 
 if TYPE_CHECKING:
@@ -89,12 +89,27 @@ class Integration:
     connect_timeout: float = 15.0
     keepalive_interval: float = 15.0
     _fs: Any = attrs.field(default=None, init=False, repr=False, eq=False)
+    #: The loaded private key and what it was loaded from: a passphrase-protected key is decrypted
+    #: once per process (bcrypt makes each decryption take a second or more), not once per connection.
+    _key: tuple[tuple[object, ...], asyncssh.SSHKey] | None = attrs.field(
+        default=None, init=False, repr=False, eq=False
+    )
 
     # -- connecting --------------------------------------------------------------------------
 
     def _client_key(self) -> asyncssh.SSHKey:
+        path = Path(self.private_key)
         passphrase = os.environ.get(self.passphrase_env) if self.passphrase_env else None
-        return keys.load_private_key(Path(self.private_key), passphrase, passphrase_env=self.passphrase_env)
+        try:
+            stat = path.stat()
+            origin: tuple[object, ...] = (path, stat.st_mtime_ns, stat.st_size, stat.st_mode, passphrase)
+        except OSError:
+            origin = ()  # load_private_key says what is wrong with the file
+        if self._key is not None and origin and self._key[0] == origin:
+            return self._key[1]
+        key = keys.load_private_key(path, passphrase, passphrase_env=self.passphrase_env)
+        self._key = (origin, key) if origin else None
+        return key
 
     def require_verification(self) -> None:
         """Raise :class:`ConfigError` unless a host key is pinned (``host_key``) or ``known_hosts`` is set."""
@@ -152,12 +167,10 @@ class Integration:
 
         The caller owns it; :attr:`fs` is the integration's own, shared connection.
         """
-        from sshfs import SSHFileSystem
-
         options = self.connect_options()
         seen: list[str] = options.pop("_seen")
         try:
-            return SSHFileSystem(self.host, skip_instance_cache=True, **options)
+            fs = SFTPFileSystem(self.host, skip_instance_cache=True, **options)
         except asyncssh.HostKeyNotVerifiable:
             presented = seen[-1] if seen else None
             raise HostKeyError(self._host_key_message(presented), presented=presented) from None
@@ -181,6 +194,12 @@ class Integration:
         except (OSError, asyncssh.Error) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}") from None
+        try:
+            open_session(fs)
+        except BaseException:
+            close_filesystem(fs)
+            raise
+        return fs
 
     def _host_key_message(self, presented: str | None) -> str:
         where = f"{self.host}:{self.port}"

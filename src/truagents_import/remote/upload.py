@@ -22,7 +22,8 @@ from truagents_import._converter import converter, to_dict
 from truagents_import.errors import ConfigError, ConnectError, TruagentsImportError, UploadNameError
 from truagents_import.manifest import file_figures, manifest_name, render_manifest, validate_template
 from truagents_import.remote import keys
-from truagents_import.remote.sftp import posix_rename
+from truagents_import.remote.failures import CONNECTION_LOST
+from truagents_import.remote.sftp import posix_rename, put
 
 if TYPE_CHECKING:
     from truagents_import.remote.integration import Integration
@@ -38,15 +39,6 @@ __all__ = [
     "upload_files",
     "write_known_hosts",
 ]
-
-#: Errors that mean the connection is gone, not that the operation failed.
-_CONNECTION_LOST = (
-    asyncssh.SFTPNoConnection,
-    asyncssh.SFTPConnectionLost,
-    asyncssh.ConnectionLost,
-    asyncssh.DisconnectError,
-    asyncssh.ChannelOpenError,
-)
 
 #: What the scp alternative cannot do, said wherever it is offered.
 SCP_NOTE = (
@@ -195,10 +187,7 @@ def _put_atomically(fs: Any, what: str | bytes, final: str) -> None:
     """Put a local file (a path) or ``bytes`` under a temporary name beside ``final``, then rename."""
     partial = posixpath.join(posixpath.dirname(final), temporary_name(posixpath.basename(final)))
     try:
-        if isinstance(what, bytes):
-            fs.pipe_file(partial, what)
-        else:
-            fs.put_file(what, partial)
+        put(fs, what, partial)
         posix_rename(fs, partial, final)
     except Exception:
         with contextlib.suppress(Exception):
@@ -216,7 +205,7 @@ def upload_files(
         try:
             try:
                 remote = integration.upload(local, remote_dir, manifest=manifest)
-            except _CONNECTION_LOST:
+            except CONNECTION_LOST:
                 # The connection died (sshfs never revives it): the upload is idempotent, so
                 # reconnect and try this file once more.
                 integration.reconnect()
@@ -241,6 +230,8 @@ def _check_remote_dir(remote_dir: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TruagentsImportError):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
