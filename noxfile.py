@@ -14,14 +14,15 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6"]
 def tests(session: nox.Session) -> None:
     """Run the test suite against the built package (real sshd, embedded server, real files)."""
     # The example plugin is installed too: tests/test_plugins.py uses it through its entry point.
-    session.install(".[postgres]", "./examples/truagents-import-vendor", *TEST_DEPS)
+    # The [celery] extra too: tests/test_celery.py starts real workers (and redis-server, from .ci/run).
+    session.install(".[postgres,celery]", "./examples/truagents-import-vendor", *TEST_DEPS)
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict."""
-    session.install(".[postgres]", "ruff", "mypy", *TEST_DEPS)
+    session.install(".[postgres,celery]", "ruff", "mypy", *TEST_DEPS)
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src")
     session.run("mypy", "--strict", "src/truagents_import")

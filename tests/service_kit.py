@@ -30,7 +30,7 @@ __all__ = [
 #: A plugin that holds the first batch of a file whose first e-mail starts with ``slow-`` while the
 #: file ``hold`` exists in ``$TRUAGENTS_TEST_HOLD_DIR`` (two minutes at most), after writing
 #: ``holding-<pid>`` there: the test then knows a process is in the middle of that file.
-HOLD_PLUGIN = '''
+HOLD_PLUGIN = """
 import os
 import time
 from pathlib import Path
@@ -48,7 +48,7 @@ def validate_contacts(contacts, source):
     while (folder / "hold").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     return None
-'''
+"""
 
 
 def install_hold_plugin(where: Path) -> Path:

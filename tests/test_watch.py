@@ -59,8 +59,7 @@ host_key = "{fp}"
 
 
 def endpoint(table: str, server: SSHD, key: Path) -> str:
-    return ENDPOINT.format(table=table, port=server.port, user=server.username, key=key,
-                           fp=server.host_key_fingerprint)  # fmt: skip
+    return ENDPOINT.format(table=table, port=server.port, user=server.username, key=key, fp=server.host_key_fingerprint)
 
 
 def write_config(folder: Path, *parts: str) -> Path:
@@ -116,8 +115,9 @@ def test_watch_imports_as_files_arrive_and_outlives_a_server_that_goes_away(
 
     watcher = Watcher(config, max_backoff=1.0)
     assert [w.endpoint for w in watcher.plan] == ["integration", "tenant-b"]
-    assert watcher.plan[1] == Watched("b", "tenant-b", f"{second_sshd.username}@127.0.0.1:{second_sshd.port}{inbox_b}",
-                                      0.2)  # fmt: skip
+    assert watcher.plan[1] == Watched(
+        "b", "tenant-b", f"{second_sshd.username}@127.0.0.1:{second_sshd.port}{inbox_b}", 0.2
+    )
     with watcher:
         deliver(inbox_a, "a1.csv", contacts_csv("a1", 3))
         deliver(inbox_b, "b1.csv", contacts_csv("b1", 2))
@@ -127,8 +127,10 @@ def test_watch_imports_as_files_arrive_and_outlives_a_server_that_goes_away(
         kill_sshd(second_sshd.pid)
         deliver(inbox_b, "b2.csv", contacts_csv("b2", 2))
         deliver(inbox_a, "a2.csv", contacts_csv("a2", 4))
-        wait_for(lambda: any(getattr(r, "attempt", 0) >= 2 and getattr(r, "source", None) == "b"
-                             for r in records.records), "b retried twice")  # fmt: skip
+        wait_for(
+            lambda: any(getattr(r, "attempt", 0) >= 2 and getattr(r, "source", None) == "b" for r in records.records),
+            "b retried twice",
+        )
         wait_for(lambda: len(sink_identities(sink)) == 9, "a2 imported while b is down")
         deliver(inbox_a, "a3.csv", contacts_csv("a3", 1))
         wait_for(lambda: len(sink_identities(sink)) == 10, "a3 imported while b is down")
@@ -145,14 +147,30 @@ def test_watch_imports_as_files_arrive_and_outlives_a_server_that_goes_away(
     assert all(r.endpoint == "tenant-b" and r.retry_in_s <= 2.0 for r in retries)  # type: ignore[attr-defined]
     outcomes = [r for r in records.records if getattr(r, "status", None) == "imported"]
     assert sorted((r.source, r.file.rsplit("/", 1)[-1], r.rows) for r in outcomes) == [  # type: ignore[attr-defined]
-        ("a", "a1.csv", 3), ("a", "a2.csv", 4), ("a", "a3.csv", 1), ("b", "b1.csv", 2)
-    ]  # fmt: skip
+        ("a", "a1.csv", 3),
+        ("a", "a2.csv", 4),
+        ("a", "a3.csv", 1),
+        ("b", "b1.csv", 2),
+    ]
 
 
 def _watch_process(config: Path, plugin_dir: Path, hold_dir: Path, grace: float) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(plugin_dir), TRUAGENTS_TEST_HOLD_DIR=str(hold_dir))
-    argv = [sys.executable, "-c", "from truagents_import.cli import run; run()", "--log-format", "json",
-            "watch", "--config", str(config), "--interval", "0.2", "--grace", str(grace), "--json"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-c",
+        "from truagents_import.cli import run; run()",
+        "--log-format",
+        "json",
+        "watch",
+        "--config",
+        str(config),
+        "--interval",
+        "0.2",
+        "--grace",
+        str(grace),
+        "--json",
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -170,8 +188,11 @@ def test_sigterm_mid_file_exits_0_and_the_next_import_finishes_the_job(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = write_config(tmp_path, endpoint("integration", sshd, key_file),
-                          SOURCE.format(name="crm", inbox=inbox, every="0.2s", extra=""))  # fmt: skip
+    config = write_config(
+        tmp_path,
+        endpoint("integration", sshd, key_file),
+        SOURCE.format(name="crm", inbox=inbox, every="0.2s", extra=""),
+    )
     plugins, hold = install_hold_plugin(tmp_path / "plugins"), tmp_path / "hold-dir"
     hold.mkdir()
     sink, state = tmp_path / "contacts.db", tmp_path / "state.db"
@@ -220,8 +241,10 @@ def test_sigterm_mid_file_exits_0_and_the_next_import_finishes_the_job(
     code, out = run_cli("import", "--config", str(config), "--json")
     assert code == 0
     assert [(f["path"].rsplit("/", 1)[-1], f["status"]) for f in json.loads(out)["files"]] == [
-        ("first.csv", "skipped"), ("slow1.csv", "skipped"), ("slow2.csv", "imported")
-    ]  # fmt: skip
+        ("first.csv", "skipped"),
+        ("slow1.csv", "skipped"),
+        ("slow2.csv", "imported"),
+    ]
     expected += [f"slow-2-{i}@example.com" for i in range(7000)]
     assert sink_identities(sink) == sorted(expected)
     assert [n for _, n, _ in imported_rows(state)] == ["first.csv", "slow1.csv", "slow2.csv"]
