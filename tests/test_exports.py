@@ -305,3 +305,29 @@ def test_preview_check_and_the_command_line_name_the_layout(tmp_path: Path, writ
     result = CliRunner().invoke(main, ["import", "--json", "--config", str(config)])
     [file] = json.loads(result.output)["files"]
     assert (file["layout"], file["preamble_lines"]) == ("linkedin_connections", 3)
+
+
+#: Exports whose every field the generic rules find without their layout (a variant of the export
+#: that lacks a distinctive column still imports as its owner expects). Brevo's bare ``SMS`` column
+#: and Mailchimp's ``CC`` country column are too ambiguous for a rule that applies to every file.
+WITHOUT_LAYOUT = sorted(set(EXPECTED) - {"brevo.csv", "mailchimp.csv"})
+
+
+@pytest.mark.parametrize("name", WITHOUT_LAYOUT)
+def test_the_generic_rules_alone_find_each_export_s_fields(name: str, tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / name).write_bytes((EXPORTS / name).read_bytes())
+    found = {}
+    for setting in ("auto", "none"):
+        sink = MemorySink()
+        source = DataSource(name="g", path=str(inbox), min_age=0, default_region="US", layout=setting)
+        with Importer(source, sink, entry_points=False) as importer:
+            [result] = importer.run().files
+        found[setting] = (
+            result.imported,
+            result.rejected,
+            sorted((c.source_row, c.external_id, c.email, bool(c.phone), c.unsubscribed, c.tags)
+                   for c in sink.contacts),  # fmt: skip
+        )
+    assert found["none"] == found["auto"]

@@ -193,12 +193,17 @@ def structured_targets(layout: Layout, header: Sequence[str]) -> list[tuple[int,
 
 #: Entity prefixes systems put before column names (Pipedrive's ``Person - Email``).
 _ENTITY_PREFIX = re.compile(r"^\s*(?:person|contact|lead|customer|subscriber|member|profile|people)\s*-\s*", re.I)
+#: ... and after them (HubSpot's ``Record ID - Contact``).
+_ENTITY_SUFFIX = re.compile(r"\s*-\s*(?:person|contact|lead|customer|subscriber|member|profile)\s*$", re.I)
 _EMAIL_BASE = r"(?:e[\s_-]*mail|mail)(?:[\s_-]*address)?"
-_PHONE_BASE = r"(?:phone(?:[\s_-]*number)?|mobile(?:[\s_-]*phone)?|cell(?:[\s_-]*phone)?|telephone|tel)"
+_PHONE_BASE = (
+    r"(?:phone(?:[\s_-]*number)?|mobile(?:[\s_-]*phone)?|cell(?:[\s_-]*phone)?|telephone|tel|"
+    r"whats[\s_-]*app(?:[\s_-]*number)?|landline(?:[\s_-]*number)?|sms[\s_-]*(?:number|phone))"
+)
 #: Labels of one person's own addresses and numbers (not a fax, a pager or an assistant's).
 _LABEL = (
     r"(?:work|home|business|mobile|other|personal|primary|main|office|private|secondary|alternate|alt|cell|"
-    r"direct|company|landline|iphone|whatsapp)"
+    r"direct|company|landline|iphone|whatsapp|car|radio|billing|shipping|mailing|(?:default[\s_-]*)?address)"
 )
 _NUMBERED = r"[\s_-]*(?:\d+|#\d+)"
 _SEP = r"[\s_:/-]*"
@@ -235,7 +240,7 @@ CONSENT_COLUMNS: Final[frozenset[str]] = frozenset(
 TAG_COLUMNS: Final[frozenset[str]] = frozenset(
     fold_column(c)
     for c in (
-        "Tags", "Labels", "Segments", "Categories", "Category", "Tag", "Group Membership", "Groups",
+        "Tags", "Labels", "Segments", "Categories", "Category", "Tag", "Label", "Group Membership", "Groups",
         "Lists", "Contact Tags", "List Names",
     )
 )  # fmt: skip
@@ -249,20 +254,52 @@ COUNTRY_COLUMNS: Final[frozenset[str]] = frozenset(
 )  # fmt: skip
 
 
+#: Identifier columns systems write besides the aliases of SPEC 3 (folded).
+ID_COLUMNS: Final[frozenset[str]] = frozenset(fold_column(c) for c in ("User ID", "EXT_ID", "External Reference"))
+#: A country column, however a system labels or places it: ``Address 1 - Country``,
+#: ``MailingCountryCode``, ``Card Address Country``, ``Country - Home``, ``Country/Region`` (the word
+#: ``country`` on its own, in a name that is not a phone's or an email's).
+_COUNTRY_WORD = re.compile(r"(?:^|[\s_/-])country(?:[\s_/-]|$)")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_NOT_COUNTRY = re.compile(r"phone|e-?mail|mobile|code\s*name", re.IGNORECASE)
+#: Phone columns named after a kind of line (SPEC 9's labelled variants: Zoho's ``Mobile`` next to
+#: its ``Phone``, Salesforce's ``MobilePhone``), or after the service alone (Brevo's ``WHATSAPP``).
+_PHONE_NAMES: Final[frozenset[str]] = frozenset(
+    fold_column(c)
+    for c in (
+        "Mobile", "Mobile Phone", "Mobile Number", "Cell", "Cell Phone", "Cell Number", "WhatsApp",
+        "WhatsApp Number", "Landline", "Landline Number",
+    )
+)  # fmt: skip
+
+
+def _is_country(bare: str) -> bool:
+    words = _CAMEL.sub(" ", bare).lower()
+    return bool(_COUNTRY_WORD.search(words)) and not _NOT_COUNTRY.search(words)
+
+
+#: Opt-out columns named as a sentence: ``Unsubscribed from all email``, ``Opted out of emails``.
+_OPT_OUT_SENTENCE = re.compile(r"^(?:unsubscribedfrom|optedoutof|hasoptedoutof|donot(?:email|contact|mail))")
+
+
 def _generic_target(column: str, is_alias: dict[str, str]) -> str | None:
-    """What the generic rules make of one column name (after an entity prefix), or None."""
-    bare = _ENTITY_PREFIX.sub("", column).strip()
+    """What the generic rules make of one column name (without an entity prefix or suffix), or None."""
+    bare = _ENTITY_SUFFIX.sub("", _ENTITY_PREFIX.sub("", column)).strip()
     folded = fold_column(bare)
     if bare != column.strip() and folded in is_alias:
         return is_alias[folded]  # "Person - Email" is an alias without its prefix
-    if folded in OPT_OUT_COLUMNS:
+    if folded in ID_COLUMNS:
+        return "external_id"
+    if folded in OPT_OUT_COLUMNS or _OPT_OUT_SENTENCE.match(folded):
         return "unsubscribed"
     if folded in CONSENT_COLUMNS:
         return "subscribed"
     if folded in TAG_COLUMNS:
         return "tags"
-    if folded in COUNTRY_COLUMNS:
+    if folded in COUNTRY_COLUMNS or _is_country(bare):
         return "country"
+    if folded in _PHONE_NAMES:
+        return "phone"
     for field, pattern in _LABELLED:
         if pattern.match(bare):
             return field

@@ -213,7 +213,7 @@ def resolve_mapping(
     warnings: list[str] = []
     structured = [*layout, *((i, t) for i, t in generic if i not in {j for j, _ in layout})]
     merged, order = _merge_targets(header, plugin_results, explicit, structured, len(layout), warnings)
-    fields, more, named = _assign(header, merged, order, warnings)
+    fields, more, named = _assign(header, merged, order, len(layout), warnings)
     if FULL_NAME in fields and ("first_name" in fields or "last_name" in fields):
         fields.pop(FULL_NAME)
         more.pop(FULL_NAME, None)
@@ -229,8 +229,13 @@ def resolve_mapping(
     return ColumnMapping(fields=fields, attributes=attributes, by_column=by_column, warnings=tuple(warnings), more=more)
 
 
+def _preference(index: int, order: dict[int, int], layout_ranks: int) -> tuple[int, int]:
+    rank = order.get(index)
+    return (0, rank) if rank is not None and rank < layout_ranks else (1, index)
+
+
 def _assign(
-    header: list[str], merged: dict[str, str], order: dict[int, int], warnings: list[str]
+    header: list[str], merged: dict[str, str], order: dict[int, int], ranks: int, warnings: list[str]
 ) -> tuple[dict[str, int], dict[str, tuple[int, ...]], dict[int, str]]:
     """The columns of each field (first choice, further ones), and the attribute names asked for."""
     candidates: dict[str, list[int]] = {}
@@ -249,8 +254,8 @@ def _assign(
     more: dict[str, tuple[int, ...]] = {}
     for target, columns in candidates.items():
         plain = [i for i in columns if i not in order]
-        ranked = sorted((i for i in columns if i in order), key=order.__getitem__)
-        chosen = plain[:1] + ranked
+        # A layout's columns in its order of preference, then the others in column order.
+        chosen = sorted([*plain[:1], *(i for i in columns if i in order)], key=lambda i: _preference(i, order, ranks))
         for extra in plain[1:]:
             first = header[chosen[0]]
             warnings.append(
