@@ -328,6 +328,6 @@ def test_the_generic_rules_alone_find_each_export_s_fields(name: str, tmp_path: 
             result.imported,
             result.rejected,
             sorted((c.source_row, c.external_id, c.email, bool(c.phone), c.unsubscribed, c.tags)
-                   for c in sink.contacts),  # fmt: skip
+                   for c in sink.contacts),
         )
     assert found["none"] == found["auto"]
