@@ -338,7 +338,7 @@ class DataSource:
         now = now or datetime.now(UTC)
         arrived = [f for f in files if f.state != "ignored"]
         if not arrived:
-            return f"no file has arrived; one is expected every {self.expect_every}"
+            return f"no file matching the pattern has arrived; one is expected every {self.expect_every}"
         newest = max(f.mtime for f in arrived)
         age = now - newest
         if age <= limit:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from truagents_import._safety import quoted
 from truagents_import.errors import ConfigError, PluginError
 from truagents_import.plugins import Plugins
 from truagents_import.reading import Drift, header_drift
@@ -114,7 +115,7 @@ class CheckContext(Rungs):
     def describe(self) -> str:
         """The source's name, folder, pattern and schedule."""
         s = self.source
-        what = f"source {s.name!r}: folder {s.path!r}, pattern {s.pattern!r}"
+        what = f"source {s.name!r}: folder {s.path!r}, pattern {quoted(s.pattern)}"
         if s.expect_every is not None:
             what += f", a file expected every {s.expect_every}"
         return what

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 import attrs
 
-from truagents_import._safety import escape_name
+from truagents_import._safety import escape_name, quoted
 from truagents_import._text import is_temporary, listed_time, parse_duration
 from truagents_import.check.context import CheckContext, Skip
 from truagents_import.check.near import near_misses
@@ -121,7 +121,7 @@ def files_present(ctx: CheckContext) -> CheckStep:
         return CheckStep(
             "files_present",
             "warn",
-            f"no finished file matches {ctx.source.pattern!r} yet; upload(s) in progress: "
+            f"no finished file matches {quoted(ctx.source.pattern)} yet; upload(s) in progress: "
             f"{names([f.name for f in temporary])}",
             "see the `complete` step",
         )
@@ -135,7 +135,7 @@ def _files_found(ctx: CheckContext, final: list[RemoteFile]) -> CheckStep:
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     newest = max(final, key=lambda f: f.mtime)
     detail = (
-        f"{len(final)} file(s) match {pattern!r} ({summary}); newest {escape_name(newest.name)}, "
+        f"{len(final)} file(s) match {quoted(pattern)} ({summary}); newest {escape_name(newest.name)}, "
         f"{size(newest.size)}, {when(newest.mtime)}"
     )
     newer = [
@@ -165,12 +165,14 @@ def _nothing_matches(ctx: CheckContext) -> CheckStep:
     if not visible:
         detail = f"folder {source.path} is empty" if not all_names else f"folder {source.path} holds only hidden files"
     else:
-        detail = f"no file in {source.path} matches {source.pattern!r}"
+        detail = f"no file in {source.path} matches {quoted(source.pattern)}"
     advice: list[str] = []
     if misses:
         shown = "; ".join(f"{escape_name(m.name)}: {m.reason}" for m in misses[:MAX_LISTED])
         detail += f"; near misses: {shown}"
-        advice.append(f"fix `pattern` in [[sources]] or ask the upstream to name its files to match {source.pattern!r}")
+        advice.append(
+            f"fix `pattern` in [[sources]] or ask the upstream to name its files to match {quoted(source.pattern)}"
+        )
     elif visible:
         detail += f"; it holds {names(visible)}"
     if elsewhere:

@@ -15,9 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import asyncssh
 import click
 
+from truagents_import._safety import json_safe
 from truagents_import.errors import ConfigError, ConnectError, TruagentsImportError, UploadNameError
+from truagents_import.remote.failures import describe
 from truagents_import.report import ImportReport
 
 if TYPE_CHECKING:
@@ -75,7 +78,7 @@ def marks() -> dict[str, str]:
 
 def emit_json(data: Any) -> None:
     """Print one JSON document on standard output."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def command(func: F) -> F:
@@ -122,6 +125,18 @@ def _logging(log_level: str | None, log_format: str | None, default_level: str |
     return stderr_logging(level.upper(), "json" if fmt == "json" else "text")
 
 
+#: Failures of the connection that no library call turned into its own error (one that was lost
+#: while listing, say): exit status 3 with the library's words, never a traceback.
+_CONNECTION_FAILURES = (asyncssh.Error, ConnectionError)
+
+
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """The exit status and the message for an error that ends a command."""
+    if isinstance(exc, TruagentsImportError):
+        return exit_status(exc), str(exc)
+    return 3, describe(exc)
+
+
 def _command(func: F, *, default_log_level: str | None) -> F:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else.")
     @log_options
@@ -130,11 +145,11 @@ def _command(func: F, *, default_log_level: str | None) -> F:
         with _logging(log_level, log_format, default_log_level):
             try:
                 status = func(*args, as_json=as_json, **kwargs)
-            except TruagentsImportError as exc:
-                code = exit_status(exc)
+            except (TruagentsImportError, *_CONNECTION_FAILURES) as exc:
+                code, message = _failure(exc)
                 if as_json:
-                    emit_json({"error": str(exc), "exit_status": code})
-                click.echo(f"error: {exc}", err=True)
+                    emit_json({"error": message, "exit_status": code})
+                click.echo(f"error: {message}", err=True)
                 sys.exit(code)
         sys.exit(status or 0)
 

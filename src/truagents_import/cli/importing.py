@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import sys
 import time
 from pathlib import Path
@@ -10,43 +11,57 @@ from typing import TYPE_CHECKING
 import click
 
 from truagents_import._converter import to_dict
+from truagents_import._safety import quoted
 from truagents_import.cli._base import command, config_option, emit_json, exit_status, marks, source_option
 from truagents_import.report import ImportReport, escape_name
 
 if TYPE_CHECKING:
+    from truagents_import.check.near import NearMiss
     from truagents_import.pipeline.importer import Progress
+    from truagents_import.source import DataSource, RemoteFile
 
-__all__ = ["check", "import_", "ls", "preview", "print_report"]
+__all__ = ["check", "import_", "ls", "plural", "preview", "print_report"]
 
 
 def print_report(report: ImportReport) -> None:
-    """The report as lines for people: each file, its counts and first problems, then the totals."""
+    """The report as lines for people: each file, its counts and first problems, then the totals.
+
+    In a dry run a file that would be imported is labelled ``would import``: nothing was written.
+    """
     label = " (dry run)" if report.dry_run else ""
-    click.echo(f"source {report.source}{label}")
+    click.echo(f"source {escape_name(report.source)}{label}")
     if not report.files:
         click.echo("  no files to import")
     for f in report.files:
+        status = "would import" if report.dry_run and f.status == "imported" else f.status
         counts = f"rows {f.rows}, imported {f.imported}, rejected {f.rejected}, duplicates {f.duplicates}"
-        click.echo(f"  {f.status:<10} {escape_name(f.path)}  {counts}")
+        click.echo(f"  {status:<10} {escape_name(f.path)}  {counts}")
         if f.reason:
             click.echo(f"             reason: {escape_name(f.reason)}")
         for w in f.warnings:
             click.echo(f"             warning: {escape_name(w)}")
-        for p in f.problems[:5]:
+        # A file-wide problem whose message is the reason was just printed: once is enough.
+        problems = [p for p in f.problems if p.row or p.column or p.message != f.reason]
+        for p in problems[:5]:
             where = f"row {p.row}" if p.row else "file"
             column = f", {escape_name(p.column)}" if p.column else ""
             click.echo(f"             {where}{column}: {p.code}: {escape_name(p.message)}")
-        if len(f.problems) > 5:
-            click.echo(f"             ... {f.rejected} rejected rows in all")
+        if len(problems) > 5:
+            click.echo(f"             ... {plural(f.rejected, 'rejected row')} in all")
         if f.rejects_file:
-            click.echo(f"             rejects: {f.rejects_file}")
+            click.echo(f"             rejects: {escape_name(f.rejects_file)}")
     for w in report.warnings:
         click.echo(f"  warning: {escape_name(w)}")
     t = report.totals
     click.echo(
-        f"total: {t.files} files, {t.rows} rows, {t.imported} imported, {t.rejected} rejected, "
-        f"{t.duplicates} duplicates"
+        f"total: {plural(t.files, 'file')}, {plural(t.rows, 'row')}, {t.imported} imported, {t.rejected} rejected, "
+        f"{plural(t.duplicates, 'duplicate')}"
     )
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class _ProgressBar:
@@ -132,6 +147,7 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
     state = open_state(config.state)
     try:
         files = source.list_files(state)
+        misses = [] if any(f.state != "ignored" for f in files) else _near_misses(source, files)
     finally:
         state.close()
         if source.integration is not None:
@@ -144,20 +160,34 @@ def ls(config_path: Path | None, source_name: str | None, as_json: bool) -> int:
                 "owner": source.owner,
                 "overdue": source.overdue(files),
                 "files": [to_dict(f) for f in files],
+                "near_misses": [{"name": m.name, "reason": m.reason} for m in misses],
             }
         )
         return 0
     if source.owner:
         click.echo(f"source {source.name}: files delivered by {escape_name(source.owner)}")
-    if not files:
-        click.echo(f"no files matching {source.pattern!r} in {source.path}")
+    if not any(f.state != "ignored" for f in files):
+        click.echo(f"no files matching {quoted(source.pattern)} in {escape_name(source.path)}")
+        for miss in misses:
+            click.echo(f"near miss: {escape_name(miss.name)} ({escape_name(miss.reason)}): not imported")
     late = source.overdue(files)
     if late:
         click.echo(f"warning: {late}")
     for f in files:
         note = f"  ({f.note})" if f.note else ""
-        click.echo(f"{f.state:<10} {f.size:>12}  {f.mtime:%Y-%m-%d %H:%M:%S}  {escape_name(f.path)}{note}")
+        click.echo(
+            f"{f.state:<10} {f.size:>12}  {f.mtime:%Y-%m-%d %H:%M:%S %Z}  {escape_name(f.path)}{escape_name(note)}"
+        )
     return 0
+
+
+def _near_misses(source: DataSource, files: list[RemoteFile]) -> list[NearMiss]:
+    """Files in the source's folder whose names nearly match its pattern (when none matches)."""
+    from truagents_import.check.near import near_misses
+
+    listed = {posixpath.basename(str(n)) for n in source.filesystem().ls(source.path, detail=False)}
+    listed -= {f.name for f in files}
+    return near_misses(sorted(n for n in listed if not source.is_sidecar(n, listed)), source.pattern)
 
 
 @click.command("preview")
@@ -195,9 +225,9 @@ def preview(config_path: Path | None, source_name: str | None, file: str, n_rows
     for code, count in result.problem_codes.items():
         click.echo(f"  {code}: {count}")
     for w in result.warnings:
-        click.echo(f"warning: {w}")
+        click.echo(f"warning: {escape_name(w)}")
     if result.rejected_because:
-        click.echo(f"the file would be rejected: {result.rejected_because}")
+        click.echo(f"the file would be rejected: {escape_name(result.rejected_because)}")
         return 1
     return 0
 
@@ -224,9 +254,9 @@ def check(config_path: Path | None, source_name: str | None, run_all: bool, as_j
     glyphs = marks()
     click.echo(f"check of source {escape_name(report.source or '?')}")
     for step in report.steps:
-        click.echo(f"  {glyphs[step.status]} {step.name:<14} {step.detail}")
+        click.echo(f"  {glyphs[step.status]} {step.name:<14} {escape_name(step.detail)}")
         if step.advice and step.status in ("fail", "warn"):
-            click.echo(f"    {'':<14} next: {step.advice}")
+            click.echo(f"    {'':<14} next: {escape_name(step.advice)}")
     warnings = sum(1 for s in report.steps if s.status == "warn")
     noted = f", {warnings} warning(s)" if warnings else ""
     if report.failed is None:

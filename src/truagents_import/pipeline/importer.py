@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from truagents_import._log import log_file_outcome
+from truagents_import._safety import quoted
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import Sink
 from truagents_import.pipeline.feedback import write_feedback
@@ -184,7 +185,7 @@ class Importer:
                 path = f"{self.source.path.rstrip('/')}/{path}"
             found = by_path.get(path)
             if found is None:
-                reason = f"not found in {self.source.path} (or its name does not match {self.source.pattern!r})"
+                reason = f"not found in {self.source.path} (or its name does not match {quoted(self.source.pattern)})"
                 report.files.append(FileResult(path, "failed", reason=reason))
             elif found.state in ("incomplete", "ignored"):
                 report.files.append(FileResult(path, "incomplete", reason=found.note, size=found.size))

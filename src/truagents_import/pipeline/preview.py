@@ -20,7 +20,7 @@ from truagents_import._converter import to_dict
 from truagents_import._safety import escape_name
 from truagents_import.errors import PluginError
 from truagents_import.pipeline.fetch import download, open_local_rows
-from truagents_import.pipeline.header import header_finder
+from truagents_import.pipeline.header import header_finder, map_header
 from truagents_import.pipeline.process import RowPipeline, checked_mapping
 from truagents_import.reading import FileRejected, header_drift
 from truagents_import.report import Problem
@@ -136,7 +136,13 @@ def _preview_rows(
         if drift is not None:
             out.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
             out.warnings.append(drift.describe())
-        mapping = checked_mapping(layout.header, plugins, source, out.path)
+        try:
+            mapping = checked_mapping(layout.header, plugins, source, out.path)
+        except FileRejected:  # still show how each column maps: the reason refers to it
+            if len(set(layout.header)) == len(layout.header):
+                found = plugins.map_columns(layout.header, source, out.path)
+                out.mapping = dict(map_header(layout.header, found, source, plugins.layout_list()).by_column)
+            raise
         out.mapping = dict(mapping.by_column)
         out.warnings.extend(mapping.warnings)
         out.preamble_lines = layout.preamble_lines

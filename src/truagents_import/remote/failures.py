@@ -104,5 +104,5 @@ def describe(exc: BaseException, where: str | None = None) -> str:
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     if isinstance(exc, CONNECTION_LOST | ConnectionError | TimeoutError):
         at = f" to {where}" if where else ""
-        return f"the connection{at} was lost: {escape_name(reason)}; run it again (nothing half-done is kept)"
+        return f"the connection{at} was lost: {escape_name(reason)}; run the command again"
     return escape_name(reason)

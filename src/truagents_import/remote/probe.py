@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SSHProbe", "TCPProbe", "probe_ssh", "probe_tcp", "read_banner", "resolve"]
 
+#: What the TCP probe says on connecting: an SSH identification line (RFC 4253, 4.2).
+_CLIENT_GREETING = b"SSH-2.0-truagents_import_probe\r\n"
+
 
 @attrs.frozen
 class TCPProbe:
@@ -86,6 +89,10 @@ def probe_tcp(host: str, port: int, *, timeout: float, banner_timeout: float) ->
             continue
         took = (time.monotonic() - started) * 1000
         with sock:
+            # Say who we are first, as an SSH client may: an SSH server greets anyway, and a server
+            # that waits for its client to speak (HTTP, say) answers, so it shows what it is.
+            with contextlib.suppress(OSError):
+                sock.sendall(_CLIENT_GREETING)
             banner = read_banner(sock, banner_timeout)
         return TCPProbe("answered", address=str(sockaddr[0]), millis=took, banner=banner)
     if isinstance(last, ConnectionRefusedError):

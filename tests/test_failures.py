@@ -1,0 +1,271 @@
+"""Failures an operator meets against a real OpenSSH drop box, each a clear error with the right exit status.
+
+A chrooted SFTP-only account (``Match User`` + ``ChrootDirectory`` + ``ForceCommand internal-sftp``)
+for an unprivileged user, as drop boxes are set up; a ChrootDirectory owned by that user (sshd
+accepts the key, then refuses the session); a server without the SFTP subsystem; a folder the
+user may not list; folders the user may not write. Every command is run as the console script,
+so stderr is what a person sees: it never holds a traceback.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from sshd import SSHD, SFTPAccount, run_sshd, sftp_only_account
+from truagents_import import ConnectError, DataSource, Importer, Integration, MemorySink, keys
+from truagents_import.errors import RemotePermissionError
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a chrooted account needs sshd running as root")
+
+CONFIG = """
+[integration]
+host = "127.0.0.1"
+port = {port}
+username = "{user}"
+private_key = "{key}"
+host_key = "{fp}"
+
+[[sources]]
+name = "drop"
+path = "{path}"
+pattern = "contacts_*.csv"
+min_age = 0
+
+[sink]
+type = "sqlite"
+path = "out/contacts.db"
+
+[state]
+path = "state/state.db"
+"""
+
+GOOD_CSV = "Email,Name\nada@example.com,Ada Lovelace\n"
+
+
+class Box:
+    """A running sshd with a chrooted account, and a configuration for it."""
+
+    def __init__(self, sshd: SSHD, account: SFTPAccount | None, user: str, key_file: Path, work: Path) -> None:
+        self.sshd = sshd
+        self.account = account
+        self.user = user
+        self.key_file = key_file
+        self.work = work
+
+    def config(self, path: str) -> Path:
+        cfg = self.work / "truagents-import.toml"
+        cfg.write_text(
+            CONFIG.format(port=self.sshd.port, user=self.user, key=self.key_file, fp=self.sshd.host_key_fingerprint,
+                          path=path),
+            encoding="utf-8",
+        )
+        return cfg
+
+    def integration(self) -> Integration:
+        return Integration(host="127.0.0.1", port=self.sshd.port, username=self.user, private_key=self.key_file,
+                           host_key=self.sshd.host_key_fingerprint)
+
+
+def cli(cfg: Path, *args: str) -> tuple[int, str, str]:
+    """Run the console script in the configuration's folder: exit status, stdout, stderr."""
+    exe = Path(sys.executable).with_name("truagents-import")
+    proc = subprocess.run([str(exe), *args, "--config", str(cfg)], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=cfg.parent)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Task exception was never retrieved" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def chrooted(sshd_binary: str, tmp_path: Path, client_key: asyncssh.SSHKey, key_file: Path) -> Iterator[Box]:
+    """A drop box as operators set one up: user ``nobody`` jailed in a root-owned folder, SFTP only."""
+    line = keys.authorized_keys_line(client_key)
+    with sftp_only_account([line]) as account:
+        with run_sshd(tmp_path / "sshd", [line], extra_config=account.config) as server:
+            yield Box(server, account, account.username, key_file, tmp_path)
+
+
+@pytest.fixture
+def session_refused(sshd_binary: str, tmp_path: Path, client_key: asyncssh.SSHKey, key_file: Path) -> Iterator[Box]:
+    """The ChrootDirectory belongs to the user: sshd accepts the key, then refuses the SFTP session."""
+    line = keys.authorized_keys_line(client_key)
+    with sftp_only_account([line], chroot_owned_by_user=True) as account:
+        account.folder("inbox")
+        with run_sshd(tmp_path / "sshd", [line], extra_config=account.config) as server:
+            yield Box(server, account, account.username, key_file, tmp_path)
+
+
+@pytest.fixture
+def no_sftp(sshd_binary: str, tmp_path: Path, client_key: asyncssh.SSHKey, key_file: Path) -> Iterator[Box]:
+    """An sshd without the SFTP subsystem: the key is accepted, SFTP is not."""
+    with run_sshd(tmp_path / "sshd", [keys.authorized_keys_line(client_key)], subsystem=False) as server:
+        yield Box(server, None, server.username, key_file, tmp_path)
+
+
+# -- the server accepts the key but refuses the SFTP session ---------------------------------------
+
+
+@pytest.mark.parametrize("box", ["session_refused", "no_sftp"])
+@pytest.mark.parametrize("command", [["ls"], ["import"], ["preview", "contacts_1.csv"]])
+def test_a_refused_sftp_session_is_exit_3_with_what_to_do(
+    request: pytest.FixtureRequest, box: str, command: list[str]
+) -> None:
+    b: Box = request.getfixturevalue(box)
+    cfg = b.config("/inbox")
+    status, out, err = cli(cfg, *command)
+    assert status == 3
+    assert out == "" if command[0] != "import" else True
+    assert f"{b.user}@127.0.0.1:{b.sshd.port} accepted the key but refused the SFTP session" in err
+    assert "enable SFTP" in err and "ChrootDirectory" in err
+
+    status, out, err = cli(cfg, *command, "--json")
+    assert status == 3
+    doc = json.loads(out)
+    assert doc["exit_status"] == 3
+    assert "accepted the key but refused the SFTP session" in doc["error"]
+
+
+def test_a_refused_sftp_session_raises_connect_error_from_the_importer(session_refused: Box) -> None:
+    source = DataSource(name="drop", path="/inbox", pattern="*.csv", min_age=0, integration=session_refused.integration())
+    with Importer(source, MemorySink(), entry_points=False) as importer, pytest.raises(ConnectError) as caught:
+        importer.run()
+    assert "refused the SFTP session" in str(caught.value)
+
+
+@pytest.mark.parametrize("box", ["session_refused", "no_sftp"])
+def test_check_says_the_sftp_session_was_refused(request: pytest.FixtureRequest, box: str) -> None:
+    b: Box = request.getfixturevalue(box)
+    status, out, _ = cli(b.config("/inbox"), "check", "--json")
+    doc = json.loads(out)
+    assert status == 1
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert steps["auth"]["status"] == "pass"
+    assert steps["folder"]["status"] == "fail"
+    assert "refused the SFTP session" in steps["folder"]["detail"]
+    assert "unexpected" not in json.dumps(doc)
+
+
+# -- a folder the user may not list ----------------------------------------------------------------
+
+
+def test_a_folder_the_user_may_not_list_is_named(chrooted: Box) -> None:
+    assert chrooted.account is not None
+    locked = chrooted.account.folder("locked", owned_by_user=False, mode=0o700)
+    (locked / "contacts_1.csv").write_text(GOOD_CSV)
+    cfg = chrooted.config("/locked")
+    for command in (["ls"], ["import"]):
+        status, out, err = cli(cfg, *command)
+        assert status == 1
+        assert "permission denied on the server: nobody may not list the folder /locked" in err
+        assert "permission problem on the server" in err
+        status, out, err = cli(cfg, *command, "--json")
+        assert status == 1
+        assert "may not list the folder /locked" in json.loads(out)["error"]
+
+
+def test_check_advises_about_permissions_for_a_folder_it_cannot_list(chrooted: Box) -> None:
+    assert chrooted.account is not None
+    chrooted.account.folder("locked", owned_by_user=False, mode=0o700)
+    status, out, _ = cli(chrooted.config("/locked"), "check", "--json")
+    assert status == 1
+    folder = next(s for s in json.loads(out)["steps"] if s["name"] == "folder")
+    assert folder["status"] == "fail"
+    assert "/locked" in folder["detail"]
+    assert "nobody" in folder["advice"] and "list" in folder["advice"]
+    assert "again" not in folder["advice"]
+
+
+def test_the_library_raises_a_permission_error_naming_the_folder(chrooted: Box) -> None:
+    assert chrooted.account is not None
+    chrooted.account.folder("locked", owned_by_user=False, mode=0o700)
+    source = DataSource(name="drop", path="/locked", min_age=0, integration=chrooted.integration())
+    with pytest.raises(RemotePermissionError) as caught:
+        source.list_files()
+    source.integration.close()  # type: ignore[union-attr]
+    assert caught.value.path == "/locked" and caught.value.operation == "list"
+    assert isinstance(caught.value, PermissionError)
+
+
+# -- uploads the server does not allow --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("folder", "remote"), [("", "/"), ("ro", "/ro"), ("ro-new", "/ro/new")])
+def test_upload_into_a_folder_the_user_may_not_write_names_the_remote_path(
+    chrooted: Box, folder: str, remote: str
+) -> None:
+    assert chrooted.account is not None
+    chrooted.account.folder("ro", owned_by_user=False, mode=0o755)
+    if folder == "ro":
+        chrooted.account.folder("ro", owned_by_user=True, mode=0o555)  # the user's, but read-only
+    local = chrooted.work / "contacts_1.csv"
+    local.write_text(GOOD_CSV)
+    cfg = chrooted.config(remote)
+    status, out, err = cli(cfg, "upload", str(local))
+    assert status == 1
+    assert "No such file" not in out + err
+    assert "permission denied on the server" in out and "permission problem on the server" in out
+    assert f"{remote.rstrip('/')}/" in out or f"create the folder {remote}" in out
+    status, out, _ = cli(cfg, "upload", str(local), "--json")
+    doc = json.loads(out)
+    assert status == 1 and doc["failed"] == 1
+    assert "permission problem on the server" in doc["files"][0]["error"]
+    assert not any(p.name.startswith(".contacts") for p in chrooted.account.chroot.rglob("*"))
+
+
+def test_upload_into_the_users_folder_works_in_the_chroot(chrooted: Box) -> None:
+    assert chrooted.account is not None
+    inbox = chrooted.account.folder("inbox")
+    local = chrooted.work / "contacts_1.csv"
+    local.write_text(GOOD_CSV)
+    status, out, _ = cli(chrooted.config("/inbox"), "upload", str(local), "--json")
+    assert status == 0, out
+    assert json.loads(out)["files"][0]["remote_path"] == "/inbox/contacts_1.csv"
+    assert (inbox / "contacts_1.csv").read_text() == GOOD_CSV
+    status, out, _ = cli(chrooted.config("/inbox"), "import", "--json")
+    assert status == 0
+    assert json.loads(out)["totals"]["imported"] == 1
+
+
+# -- a port where no SSH server answers -------------------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_an_http_port_fails_at_reachable_not_host_key(http_port: int, tmp_path: Path, key_file: Path) -> None:
+    cfg = tmp_path / "truagents-import.toml"
+    cfg.write_text(CONFIG.format(port=http_port, user="me", key=key_file, fp="SHA256:" + "A" * 43, path="/inbox"))
+    status, out, _ = cli(cfg, "check", "--json")
+    assert status == 1
+    steps = {s["name"]: s for s in json.loads(out)["steps"]}
+    assert steps["reachable"]["status"] == "fail"
+    assert "not an SSH server" in steps["reachable"]["detail"]
+    assert steps["host_key"]["status"] == "skip"
+    status, out, err = cli(cfg, "ls")
+    assert status == 3
+    assert f"127.0.0.1:{http_port}" in err
