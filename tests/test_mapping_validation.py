@@ -729,6 +729,8 @@ CODES: list[tuple[str, str, bytes, dict[str, Any], str | int]] = [
     ("blank_header", "f.csv", b"email,,name\na@example.com,x,y\n", {}, "file"),
     ("duplicate_header", "f.csv", b"email,Note,Note\na@example.com,x,y\n", {}, "file"),
     ("no_identity_column", "f.csv", b"colour,size\nred,1\n", {}, "file"),
+    ("too_many_columns", "f.csv", b"email," + b",".join(b"c%d" % i for i in range(20)) + b"\n", {"max_columns": 10},
+     "file"),
     ("schema_drift", "f.csv", b"email,plan\na@example.com,x\n", {"on_drift": "reject"}, "file"),
     ("ragged_row", "f.csv", b"email,name\na@example.com,Ann\nb@example.com\n", {}, 2),
     ("field_too_large", "f.csv", b"email,note\na@example.com," + b"x" * 5000 + b"\n", {"max_field_size": 1000}, 1),

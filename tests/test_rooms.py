@@ -109,3 +109,46 @@ def test_the_convenience_methods_import_nothing_above_them(module: str) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m for m in imported if m.startswith(("truagents_import.pipeline.importer", "truagents_import.config"))}
+
+
+def test_wide_files_are_cut_into_bounded_chunks_and_batches(tmp_path: Path) -> None:
+    """Memory stays bounded whatever the file's shape: chunks and plugin batches are cut by
+    characters as well as rows when a file has many columns (issue: 100,000 columns took GBs)."""
+    from truagents_import import hookimpl
+    from truagents_import.pipeline import process
+
+    columns = 2000
+    cell = "x" * 40
+    (tmp_path / "in").mkdir()
+    with (tmp_path / "in" / "wide.csv").open("w", encoding="utf-8") as f:
+        f.write("email," + ",".join(f"c{i}" for i in range(columns)) + "\n")
+        for n in range(300):
+            f.write(f"u{n}@example.com," + ",".join([cell] * columns) + "\n")
+    seen: list[int] = []
+
+    class Sizes:
+        @hookimpl
+        def validate_contacts(self, contacts: list[Contact], source: DataSource) -> list[object]:
+            seen.append(len(contacts))
+            return []
+
+    built: list[int] = []
+    original = process.build_chunk
+
+    def counting(builder: object, first: int, rows: list[object]) -> object:
+        built.append(len(rows))
+        return original(builder, first, rows)  # type: ignore[arg-type]
+
+    source = DataSource(name="w", path=str(tmp_path / "in"), min_age=0, max_columns=5000)
+    sink = MemorySink()
+    process.build_chunk = counting  # type: ignore[assignment]
+    try:
+        with Importer(source, sink, plugins=[Sizes()], entry_points=False, parallel=False) as importer:
+            [result] = importer.run().files
+    finally:
+        process.build_chunk = original
+    assert (result.status, result.rows, result.imported) == ("imported", 300, 300)
+    chars_per_row = columns * len(cell)
+    assert max(built) * chars_per_row <= process.CHUNK_CHARS + chars_per_row
+    assert sum(built) == 300 and len(built) > 1
+    assert max(seen) * chars_per_row <= process.BATCH_CHARS + chars_per_row and sum(seen) == 300

@@ -179,6 +179,8 @@ class DataSource:
     delimiter: str | None = attrs.field(default=None, validator=_validate_delimiter)
     max_field_size: int = 1 << 20
     max_decompressed_size: int = 4 << 30
+    #: The most columns a file's header may have; a wider one rejects the file (``too_many_columns``).
+    max_columns: int = 5000
     #: The export layout of this source's files (SPEC 9): ``"auto"`` recognises it from each
     #: file's header, a layout's name forces that one, ``"none"`` turns layouts off.
     layout: str = "auto"

@@ -81,6 +81,12 @@ def checked_mapping(header: list[str], plugins: Plugins, source: DataSource, fil
     field (``external_id``, ``email`` or ``phone``). The ``map_columns`` plugins, the aliases, the
     export layout, the generic rules and the source's explicit mapping decide the rest.
     """
+    if len(header) > source.max_columns:
+        message = (
+            f"the header has {len(header)} columns, more than max_columns ({source.max_columns}): "
+            "ask the upstream to export only the columns you import, or raise max_columns for this source"
+        )
+        raise FileRejected("too_many_columns", message)
     blank = [i + 1 for i, h in enumerate(header) if not h]
     if blank:
         raise FileRejected("blank_header", f"header column(s) {blank} have no name; every column needs one")

@@ -42,6 +42,13 @@ __all__ = [
 
 #: Rows per chunk handed to a :class:`RowBuilder` (here or in the helper process).
 CHUNK_ROWS = 1000
+#: A chunk holds at most about this many characters of cells: with wide rows (hundreds of columns,
+#: large cells) it holds fewer than :data:`CHUNK_ROWS` rows, so memory does not grow with the width.
+CHUNK_CHARS = 4 << 20
+#: A batch of contacts for the plugins holds at most about this many characters of cells (wide files).
+BATCH_CHARS = 16 << 20
+#: Files with more columns than this count the characters of each row as it comes.
+WIDE_COLUMNS = 64
 #: The most chunks handed to a helper and not yet taken back (memory stays flat). Building chunks
 #: here as well whenever the helper held that many was tried: it took too many chunks from it and
 #: was slower.
@@ -140,6 +147,11 @@ class RowPipeline:
         #: Rows taken so far, and invalid values dropped from kept rows (``on_invalid = "drop_field"``).
         self.rows = 0
         self.dropped = 0
+        #: A wide file's chunks are also cut by characters (see :data:`CHUNK_CHARS`).
+        self._row_chars = 16 * len(header)
+        self._wide = len(header) > WIDE_COLUMNS
+        self._chars = 0
+        self._batch_chars = 0
         #: Whether a plugin (besides the built-in identity rule) validates contacts: only then are
         #: contact objects made for every row.
         self._validated = plugins.validates_contacts()
@@ -154,11 +166,14 @@ class RowPipeline:
         """The accepted contacts, a batch at a time; rejected rows go to ``on_reject`` as they are taken."""
         chunk: list[list[str] | None] = []
         first = 1
+        # Chunks are cut by rows, and for wide files also by characters, so that memory stays
+        # bounded whatever the file's shape (a row may hold max_columns x max_field_size).
+        rows_per_chunk = max(1, min(CHUNK_ROWS, CHUNK_CHARS // max(1, self._row_chars)))
         try:
             try:
                 for row in rows:
                     chunk.append(row)
-                    if len(chunk) >= CHUNK_ROWS:
+                    if len(chunk) >= rows_per_chunk or (self._wide and self._chunk_chars(chunk)):
                         self._submit(first, chunk)
                         first += len(chunk)
                         chunk = []
@@ -183,6 +198,15 @@ class RowPipeline:
             self._flush()
         yield from self._drain()
 
+    def _chunk_chars(self, chunk: list[list[str] | None]) -> bool:
+        """Whether a wide file's chunk holds :data:`CHUNK_CHARS` characters (counted as rows come)."""
+        row = chunk[-1]
+        self._chars += 0 if row is None else sum(map(len, row))
+        if self._chars >= CHUNK_CHARS:
+            self._chars = 0
+            return True
+        return False
+
     def _drain(self) -> Iterator[AcceptedBatch]:
         ready, self._ready = self._ready, []
         yield from ready
@@ -191,6 +215,7 @@ class RowPipeline:
         self._on_reject(row, problems)
 
     def _flush(self) -> None:
+        self._batch_chars = 0
         numbers, values, raw, payloads = self._numbers, self._values, self._raw, self._payloads
         self._numbers, self._values, self._raw, self._payloads = [], [], [], []
         name = self.builder.source_name
@@ -239,7 +264,9 @@ class RowPipeline:
                 kept.append(values)
                 raw.append(row)
                 payloads.append(next_payload())
-                if len(numbers) >= batch_size:
+                if self._wide and row is not None:
+                    self._batch_chars += sum(map(len, row))
+                if len(numbers) >= batch_size or self._batch_chars >= BATCH_CHARS:
                     self._flush()
                     numbers, kept, raw, payloads = self._numbers, self._values, self._raw, self._payloads
             elif values is None:
