@@ -78,29 +78,26 @@ def _check_patterns(
 
 @attrs.frozen
 class Layout:
-    """How one system writes contacts (SPEC 9); plugins register their own with ``register_layouts``.
+    """How one system writes contacts (SPEC 9); plugins register their own with ``register_layouts``."""
 
-    :param name: the layout's name, as a source's ``layout = "<name>"`` names it (``"google_contacts"``).
-    :param title: what reports call it (``"Google Contacts export"``).
-    :param source: where its header comes from (a documentation page or a public repository file).
-    :param columns: ``(column, target)`` pairs as the system writes the columns, in its order of
-        preference (mobile before landline, primary address first); targets are :data:`LAYOUT_TARGETS`.
-    :param patterns: ``(regex, target)`` for numbered or labelled columns (``E-mail \\d+ - Value``),
-        matched with ``re.fullmatch(pattern, column, re.IGNORECASE)``; they follow ``columns``
-        in the file's column order.
-    :param distinctive: columns that must all be present for a header to be recognised as this layout.
-    :param header_line: the first cell of the header line, when the system writes lines before it.
-    :param encoding: ``delimiter``, ``line_ending``: how the system writes the file (for the docs
-        and :func:`truagents_import.testing.write_export`); reading detects them anyway.
-    """
-
+    #: The layout's name, as a source's ``layout = "<name>"`` names it (``"google_contacts"``).
     name: str
+    #: What reports call it (``"Google Contacts export"``).
     title: str
+    #: Where its header comes from (a documentation page or a public repository file).
     source: str
+    #: ``(column, target)`` pairs as the system writes the columns, in its order of preference
+    #: (mobile before landline, primary address first); targets are :data:`LAYOUT_TARGETS`.
     columns: tuple[tuple[str, str], ...] = attrs.field(validator=_check_targets)
+    #: ``(regex, target)`` for numbered or labelled columns (``E-mail \d+ - Value``), matched with
+    #: ``re.fullmatch(pattern, column, re.IGNORECASE)``; they follow ``columns`` in column order.
     patterns: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_check_patterns)
+    #: Columns that must all be present for a header to be recognised as this layout.
     distinctive: tuple[str, ...] = ()
+    #: The first cell of the header line, when the system writes lines before it.
     header_line: str | None = None
+    #: How the system writes the file (for the docs and :func:`truagents_import.testing.write_export`);
+    #: reading detects the encoding and delimiter anyway.
     encoding: str | None = None
     delimiter: str = ","
     line_ending: str = "\n"
