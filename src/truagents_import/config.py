@@ -44,6 +44,8 @@ class StateConfig:
 
     path: Path = Path(".truagents-import/state.db")
     url: str | None = None
+    #: Seconds to wait for a lock another process holds on a SQLite state database before that file fails.
+    lock_timeout: float = 10.0
 
 
 #: What a source's ``integration`` names when it names none: the ``[integration]`` table.

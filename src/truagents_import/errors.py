@@ -16,6 +16,7 @@ __all__ = [
     "FileRejected",
     "HostKeyError",
     "KeyFileError",
+    "LocalResourceError",
     "PluginError",
     "PostgresError",
     "RemoteError",
@@ -122,3 +123,19 @@ class FileRejected(DataError):
 
 class FieldError(DataError, ValueError):
     """A cell's value is not valid for its field; ``code`` is the problem code (``invalid_<field>``)."""
+
+
+class LocalResourceError(TruagentsImportError):
+    """A resource of this machine failed for now: a disk is full, or another process holds a lock on a
+    database past the time waited for it. The file it happened to fails (nothing of it is kept
+    half-written) and the next run imports it again; the message names the path and what to do."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        #: What is wrong, for people.
+        self.message = message
+        #: The local file or folder concerned (the spool folder, a database file).
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message,), {"path": self.path})

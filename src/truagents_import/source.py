@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
+import os
 import posixpath
 import re
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Iterator, Sequence, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -407,22 +409,70 @@ class DataSource:
         return check_source(self, run_all=run_all, plugins=plugins)
 
     def remove(self, path: str) -> None:
-        """Delete a remote file (``after_import = "delete"``)."""
-        self.filesystem().rm_file(path)
+        """Delete a remote file (``after_import = "delete"``); a file already gone is left at that."""
+        try:
+            self.filesystem().rm_file(path)
+        except FileNotFoundError:
+            return
 
-    def move(self, path: str, folder: str) -> str:
-        """Move a remote file into a folder with an atomic rename (``after_import = "move:<dir>"``)."""
+    def move(self, path: str, folder: str, *, sha256: str | None = None) -> str:
+        """Move a remote file into a folder with an atomic rename (``after_import = "move:<dir>"``) and
+        return where it went. A file there is never replaced: when the folder already holds one of
+        that name (an earlier delivery), this one is named by its content, ``contacts.<sha256[:12]>.csv``
+        (``sha256`` of the file), or else by the time it was moved."""
         fs = self.filesystem()
         target_dir = folder if folder.startswith("/") else posixpath.join(self.path, folder)
         fs.makedirs(target_dir, exist_ok=True)
-        target = posixpath.join(target_dir, posixpath.basename(path))
-        if self.integration is not None:
-            from truagents_import.remote.integration import posix_rename
+        for name in _archive_names(posixpath.basename(path), sha256):
+            target = posixpath.join(target_dir, name)
+            try:
+                self._rename_no_replace(path, target)
+            except Exception:
+                if fs.exists(path) and fs.exists(target):
+                    continue  # that name is taken: try the next one
+                raise
+            return target
+        msg = f"{target_dir} already holds files named like {posixpath.basename(path)} under every name tried"
+        raise FileExistsError(msg)
 
-            posix_rename(fs, path, target)
+    def _rename_no_replace(self, path: str, target: str) -> None:
+        from fsspec.implementations.local import LocalFileSystem
+
+        fs = self.filesystem()
+        if self.integration is not None:
+            from truagents_import.remote.sftp import rename_no_replace
+
+            rename_no_replace(fs, path, target)
+        elif isinstance(fs, LocalFileSystem):
+            try:  # a hard link never replaces its target; the rename that follows cannot race another
+                os.link(path, target)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise
+                if os.path.lexists(target):  # no hard links on this disk: look, then rename
+                    raise FileExistsError(errno.EEXIST, "file exists", target) from None
+                os.rename(path, target)
+            else:
+                os.unlink(path)
         else:
+            if fs.exists(target):
+                raise FileExistsError(errno.EEXIST, "file exists", target)
             fs.mv(path, target)
-        return target
+
+
+def _archive_names(name: str, sha256: str | None) -> Iterator[str]:
+    """The names an archived file may take, in order: its own, then by content, then by content and time."""
+    yield name
+    stem, ext = posixpath.splitext(name)
+    if ext.lower() == ".gz":  # contacts.csv.gz -> contacts.<tag>.csv.gz
+        stem, inner = posixpath.splitext(stem)
+        ext = inner + ext
+    tag = (sha256 or "")[:12]
+    if tag:
+        yield f"{stem}.{tag}{ext}"
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    for n in range(100):
+        yield f"{stem}.{'.'.join(filter(None, [tag, now, str(n) if n else '']))}{ext}"
 
 
 def _strip_temporary(name: str) -> str:

@@ -8,6 +8,7 @@ the commit rolls the sink back (when it can, :class:`~truagents_import.sinks.Rol
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Literal, cast
 import asyncssh
 import attrs
 
-from truagents_import.errors import ConnectError, PluginError
+from truagents_import._local import is_disk_full, spool_full
+from truagents_import.errors import ConnectError, LocalResourceError, PluginError
 from truagents_import.fields.mapping import ColumnMapping
 from truagents_import.manifest import Manifest, check_content, check_rows
 from truagents_import.pipeline.fetch import download, open_local_rows
@@ -27,7 +29,7 @@ from truagents_import.pipeline.rejects import Rejects, rejects_file_name, unique
 from truagents_import.pipeline.staging import Staging
 from truagents_import.reading import FileRejected, Shape, header_drift
 from truagents_import.report import FileResult, Problem
-from truagents_import.sinks.capabilities import BulkLoad, Rollback, Upserting
+from truagents_import.sinks.capabilities import BulkLoad, FileLedger, Rollback, Upserting
 from truagents_import.state import Claim, ClaimRefused
 
 if TYPE_CHECKING:
@@ -72,14 +74,37 @@ class FileImport:
         self.rejects_path: Path | None = None
 
     def run(self, *, dry_run: bool, force: bool) -> FileResult:
-        """Import the file (``dry_run``: everything but the sink and the state) and say how it went."""
+        """Import the file (``dry_run``: everything but the sink and the state) and say how it went.
+
+        A full spool folder, or a lock held past its timeout, fails this file only (its spool
+        files are removed, so that the next file has the room).
+        """
+        try:
+            return self._run(dry_run=dry_run, force=force)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            return self._failed(spool_full(self.spool, exc))
+        except LocalResourceError as exc:
+            return self._failed(exc)
+        finally:
+            for leftover in (f"{self.index}.data", f"{self.index}.staging"):
+                (self.spool / leftover).unlink(missing_ok=True)
+
+    def _failed(self, exc: LocalResourceError) -> FileResult:
+        result = self.result
+        result.status, result.reason = "failed", f"not imported: {exc.message}"
+        result.imported = result.duplicates = 0
+        result.rejected = result.rows
+        return result
+
+    def _run(self, *, dry_run: bool, force: bool) -> FileResult:
         result, state, name = self.result, self.importer.state, self.source.name
         local = self.spool / f"{self.index}.data"
         try:
             result.sha256 = self._download(local)
         except (OSError, asyncssh.Error, ConnectError) as exc:
-            result.status, result.reason = "failed", f"download failed: {exc}"
-            return result
+            return self._download_failed(exc)
         try:
             manifest = self._fetch_manifest()
         except (OSError, asyncssh.Error, ConnectError) as exc:
@@ -112,6 +137,31 @@ class FileImport:
         report, remote = self.progress, self.remote
         tick = None if report is None else lambda n: report(Progress(remote.path, "download", n, remote.size))
         return download(self.source, remote, local, tick)
+
+    def _download_failed(self, exc: BaseException) -> FileResult:
+        """A full spool fails the file; a file another importer took away meanwhile is skipped."""
+        if is_disk_full(exc):
+            raise exc
+        result = self.result
+        if isinstance(exc, FileNotFoundError) and self._taken_by_another():
+            result.status = "skipped"
+            result.reason = "already imported by another importer (it moved the file away after this run listed it)"
+        else:
+            result.status, result.reason = "failed", f"download failed: {exc}"
+        return result
+
+    def _taken_by_another(self) -> bool:
+        """Whether the state, or the archive folder of ``after_import = "move:..."``, holds the vanished file."""
+        remote, state = self.remote, self.importer.state
+        with contextlib.suppress(LocalResourceError):
+            if state.file_state(self.source.name, remote.path, remote.size, remote.mtime) == "imported":
+                return True
+        archive = self.source.archive_folder()
+        if archive is None:
+            return False
+        with contextlib.suppress(Exception):
+            return bool(self.source.filesystem().info(f"{archive}/{remote.name}")["size"] == remote.size)
+        return False
 
     def _process(self, local: Path, *, dry_run: bool, manifest: Manifest | FileRejected | None = None) -> FileResult:
         result, importer = self.result, self.importer
@@ -159,10 +209,22 @@ class FileImport:
         if not dry_run:
             if result.status == "imported":
                 self._after_import()
-            importer.state.record(
+            self._record(header)
+        return result
+
+    def _record(self, header: list[str] | None) -> None:
+        """Record the file's outcome; a locked or full state database fails an imported file, saying so."""
+        result = self.result
+        try:
+            self.importer.state.record(
                 self.source.name, result, mtime=self.remote.mtime, header=header, started_at=self.started
             )
-        return result
+        except LocalResourceError as exc:
+            if result.status == "imported":
+                result.status = "failed"
+                result.reason = f"its contacts reached the sink, but the import could not be recorded: {exc.message}"
+            else:
+                result.warnings.append(f"this outcome could not be recorded: {exc.message}")
 
     def _fetch_manifest(self) -> Manifest | FileRejected | None:
         """The file's manifest (SPEC 10), or why it cannot be used (raised under the file's claim)."""
@@ -242,6 +304,8 @@ class FileImport:
         """Hand the staged contacts to the sink and commit; on failure roll the sink back and blame it."""
         sink, file = self.importer.sink, self.remote.path
         policy = cast("MergePolicy | None", self.source.merge)  # checked when the source was made
+        if self._in_sink_already(sink):
+            return
         method = "write"
         try:
             if staging.sql_rows and isinstance(sink, BulkLoad):
@@ -261,7 +325,24 @@ class FileImport:
                 # The sink is already failing: report the first error, not the rollback's.
                 with contextlib.suppress(Exception):
                     sink.rollback()
+            if isinstance(exc, LocalResourceError):  # a full disk or a lock: not the sink's fault
+                raise
             raise self.importer.plugins.sink_failure(sink, method, file, exc) from exc
+
+    def _in_sink_already(self, sink: object) -> bool:
+        """Whether a :class:`FileLedger` sink holds this content's commit from a run that stopped before the
+        state recorded it (then it is not written twice); else name the file its next commit belongs to."""
+        if not isinstance(sink, FileLedger):
+            return False
+        name, sha256 = self.source.name, self.result.sha256 or ""
+        if sink.holds(name, sha256) and self.importer.state.imported_sha(name, sha256) is None:
+            self.result.warnings.append(
+                "its contacts were already in the sink, committed by a run that stopped before recording the "
+                "file: not written again"
+            )
+            return True
+        sink.begin_file(name, sha256, self.remote.path)
+        return False
 
     def _keep_rejects(self, rejects: Rejects | None) -> None:
         rejects_dir = self.importer.rejects_dir
@@ -280,7 +361,11 @@ class FileImport:
             if action == "delete":
                 self.source.remove(self.remote.path)
             elif action.startswith("move:"):
-                self.source.move(self.remote.path, action.removeprefix("move:"))
+                target = self.source.move(self.remote.path, action.removeprefix("move:"), sha256=self.result.sha256)
+                if target.rsplit("/", 1)[-1] != self.remote.name:
+                    self.result.warnings.append(
+                        f"moved to {target}: the folder already holds an earlier delivery named {self.remote.name}"
+                    )
         except (OSError, asyncssh.Error, ConnectError) as exc:
             self.result.warnings.append(f"imported, but after_import {action!r} failed: {exc}")
 

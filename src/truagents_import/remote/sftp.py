@@ -21,7 +21,15 @@ from sshfs import SSHFileSystem
 from truagents_import.errors import ConnectError
 from truagents_import.remote.failures import is_session_refused, session_refused, translate
 
-__all__ = ["SFTPFileSystem", "close_filesystem", "open_session", "posix_rename", "put", "remote_name"]
+__all__ = [
+    "SFTPFileSystem",
+    "close_filesystem",
+    "open_session",
+    "posix_rename",
+    "put",
+    "remote_name",
+    "rename_no_replace",
+]
 
 #: The filesystem's coroutines that touch one remote path: what each does, and which argument is the path.
 _GUARDED = {
@@ -157,6 +165,20 @@ def posix_rename(fs: Any, src: str, dst: str) -> None:
             except asyncssh.SFTPOpUnsupported:
                 msg = "the server does not support posix-rename; files cannot be moved into place atomically"
                 raise ConnectError(msg) from None
+
+    _run(fs, rename, "rename", dst)
+
+
+def rename_no_replace(fs: Any, src: str, dst: str) -> None:
+    """Rename on the server with SFTP's own ``rename``, which never replaces ``dst``: the server refuses
+    when ``dst`` exists (OpenSSH links then unlinks, so no other rename can slip in between).
+
+    The refusal is the server's error (OpenSSH says only "Failure"): callers look at ``dst`` to tell.
+    """
+
+    async def rename() -> None:
+        async with fs._pool.get() as channel:
+            await channel.rename(src, dst)
 
     _run(fs, rename, "rename", dst)
 

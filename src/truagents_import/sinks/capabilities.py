@@ -15,7 +15,7 @@ from truagents_import.sinks._merge import MergePolicy
 if TYPE_CHECKING:
     from truagents_import.fields.contact import Contact
 
-__all__ = ["BulkLoad", "Rollback", "Upserting"]
+__all__ = ["BulkLoad", "FileLedger", "Rollback", "Upserting"]
 
 
 @runtime_checkable
@@ -57,3 +57,22 @@ class BulkLoad(Protocol):
 
     def load_staging(self, staging: Path, source: str, file: str, merge: MergePolicy | None = None) -> None:
         """Upsert every contact of ``staging`` (``source``'s ``file``) in row order, by ``merge`` or the sink's own."""
+
+
+@runtime_checkable
+class FileLedger(Protocol):
+    """A sink that records which file each commit belongs to (the ``jsonl`` and ``csv`` sinks).
+
+    The importer commits a file to the sink before the state database records it. A run killed
+    between the two leaves the contacts in the sink and the file unrecorded, so the next run
+    imports it again: an upserting sink just writes the same rows again, but an append-only one
+    would hold them twice. Before writing a file, the importer asks :meth:`holds`; when the sink
+    holds that content and the state has no import of it, the contacts are already there and are
+    not written again. Otherwise it calls :meth:`begin_file`, and the next commit is that file's.
+    """
+
+    def holds(self, source: str, sha256: str) -> bool:
+        """Whether a commit of this content of ``source`` (named by :meth:`begin_file`) is in the sink."""
+
+    def begin_file(self, source: str, sha256: str, path: str) -> None:
+        """Name the file (``source``'s content ``sha256``, delivered as ``path``) that the next commit belongs to."""

@@ -55,12 +55,14 @@ class CSVSink(AppendLog):
     Tags are joined with ``;``, attributes are a JSON object, ``unsubscribed`` is ``true``,
     ``false`` or empty. Every cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
     carriage return gets a leading apostrophe (so ``+14155550100`` is written
-    ``'+14155550100``), as in the rejects files. Like ``jsonl`` it is a log: a contact imported
-    twice appears twice.
+    ``'+14155550100``), as in the rejects files. Like ``jsonl`` it is a log: a file imported
+    twice on purpose (``--force``) appears twice.
 
-    A hidden marker beside the file (``.NAME.committed``) records how far it is committed:
-    reopening after a crash cuts off the rows of the file that was being written, so the next
-    run appends them once. One importer writes a file at a time (an exclusive ``flock``).
+    A hidden ledger beside the file (``.NAME.committed``) records how far it is committed and
+    which file each commit belongs to: reopening after a crash cuts off the rows of the file that
+    was being written, and a file committed by a run killed before the state recorded it is not
+    written again, so a re-run after a kill anywhere leaves each contact once. One importer
+    writes a file at a time (an exclusive ``flock``).
     """
 
     kind = "csv sink"

@@ -15,8 +15,11 @@ __all__ = ["JSONLSink"]
 class JSONLSink(AppendLog):
     """Appends contacts as JSON lines; ``commit`` fsyncs, ``rollback`` truncates back to the last commit.
 
-    Like ``csv``, it is a log (a contact imported twice appears twice), it has one writer at a
-    time, and reopening after a crash cuts off the lines of the file that was being written.
+    Like ``csv``, it is a log (a file imported twice on purpose, with ``--force``, appears twice),
+    it has one writer at a time, and reopening after a crash cuts off the lines of the file that
+    was being written. Its ledger (``.NAME.committed``) records which file each commit belongs to,
+    so that a file committed by a run killed before the state recorded it is not written again
+    (:class:`~truagents_import.sinks.FileLedger`).
     """
 
     kind = "jsonl sink"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from truagents_import._jsontext import dumps_attributes, dumps_tags
+from truagents_import._local import database_locked, disk_full, is_disk_full, is_locked
 from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError
 from truagents_import.fields.contact import Contact
@@ -22,7 +24,11 @@ from truagents_import.sinks._merge import (
     union_tags,
 )
 
-__all__ = ["SQLiteSink"]
+__all__ = ["LOCK_TIMEOUT", "SQLiteSink"]
+
+#: Seconds to wait for a lock another process holds on the sink's database before the file at hand
+#: fails (another importer's transaction holds it for as long as its file takes to load).
+LOCK_TIMEOUT = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
@@ -103,25 +109,61 @@ class SQLiteSink:
     passed for that source's files (:meth:`write_merged`, :meth:`load_staging`). It is a
     :class:`~truagents_import.sinks.Rollback`, :class:`~truagents_import.sinks.Upserting` and
     :class:`~truagents_import.sinks.BulkLoad` sink.
+
+    ``lock_timeout`` is how long (seconds) a file waits for a lock another process holds on the
+    database; past it, that file fails with a :class:`~truagents_import.errors.LocalResourceError`
+    naming the database and the lock. A database locked while the sink is made is opened when the
+    first file is written, so that a lock fails files, not the configuration.
     """
 
     merge = MergeOption("sqlite")
 
-    def __init__(self, path: Path | str = "contacts.db", merge: MergePolicy = "merge") -> None:
+    def __init__(
+        self, path: Path | str = "contacts.db", merge: MergePolicy = "merge", lock_timeout: float = LOCK_TIMEOUT
+    ) -> None:
         self.path = Path(path)
         self.merge = merge
+        self.lock_timeout = float(lock_timeout)
         self._upserts = {p: _INSERT + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE for p in MERGE_POLICIES}
         self._load_sql = {p: _LOAD + (_MERGE if p == "merge" else _REPLACE) + _PROVENANCE for p in MERGE_POLICIES}
         self._attached = False
+        self._in_transaction = False
+        self._conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = connect_shared(self.path, _SCHEMA, synchronous="NORMAL")
-            self._db.create_function("truagents_union_tags", 2, _sql_union_tags, deterministic=True)
-            self._db.create_function("truagents_merge_attributes", 2, _sql_merge_attributes, deterministic=True)
-        except (OSError, sqlite3.Error) as exc:
-            msg = f"sqlite sink {self.path} cannot be opened: {exc}"
-            raise ConfigError(msg) from None
-        self._in_transaction = False
+            self._conn = self._open(wait=0.0)  # a lock held now is waited for by the first file, not here
+        except sqlite3.Error as exc:
+            if not is_locked(exc):
+                raise ConfigError(f"sqlite sink {self.path} cannot be opened: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"sqlite sink {self.path} cannot be opened: {exc}") from None
+
+    def _open(self, wait: float) -> sqlite3.Connection:
+        db = connect_shared(self.path, _SCHEMA, timeout=wait, synchronous="NORMAL")
+        db.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+        db.create_function("truagents_union_tags", 2, _sql_union_tags, deterministic=True)
+        db.create_function("truagents_merge_attributes", 2, _sql_merge_attributes, deterministic=True)
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened now if the database was locked when the sink was made."""
+        if self._conn is None:
+            with self._guard():
+                self._conn = self._open(wait=self.lock_timeout)
+        return self._conn
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A lock held past :attr:`lock_timeout`, or a full disk, as the library's error naming this database."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if is_locked(exc):
+                raise database_locked("sqlite sink", self.path, self.lock_timeout, "[sink] lock_timeout") from None
+            if is_disk_full(exc):
+                raise disk_full("sqlite sink", self.path, exc) from None
+            raise
 
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r}, merge={self.merge!r})"
@@ -132,8 +174,12 @@ class SQLiteSink:
 
     def write_merged(self, contacts: Sequence[Contact], merge: MergePolicy) -> None:
         """:meth:`write` with ``merge`` as this batch's merge policy (a source's ``merge`` option)."""
+        with self._guard():
+            self._write_merged(contacts, merge)
+
+    def _write_merged(self, contacts: Sequence[Contact], merge: MergePolicy) -> None:
         if not self._in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")  # waits up to lock_timeout for another writer
             self._in_transaction = True
         now = datetime.now(UTC).isoformat()
         tags, attributes = dumps_tags, dumps_attributes
@@ -176,13 +222,14 @@ class SQLiteSink:
         if self._in_transaction:  # SQLite cannot attach a database inside a transaction
             msg = "the staging file must be the first thing a file writes to the sqlite sink"
             raise RuntimeError(msg)
-        self._db.execute("ATTACH DATABASE ? AS truagents_staging", (str(staging),))
-        self._attached = True
-        self._db.execute("BEGIN IMMEDIATE")
-        self._in_transaction = True
-        now = datetime.now(UTC).isoformat()
         policy = self.merge if merge is None else check_merge_policy(merge, "sqlite")
-        self._db.execute(self._load_sql[policy], (source, file, now, now))
+        with self._guard():
+            self._db.execute("ATTACH DATABASE ? AS truagents_staging", (str(staging),))
+            self._attached = True
+            self._db.execute("BEGIN IMMEDIATE")  # waits up to lock_timeout for another writer
+            self._in_transaction = True
+            now = datetime.now(UTC).isoformat()
+            self._db.execute(self._load_sql[policy], (source, file, now, now))
 
     def _detach(self) -> None:
         if self._attached:
@@ -191,25 +238,33 @@ class SQLiteSink:
 
     def commit(self) -> None:
         """Commit the file's transaction (durable once this returns)."""
-        if self._in_transaction:
-            self._db.execute("COMMIT")
-            self._in_transaction = False
-        self._detach()
+        with self._guard():
+            if self._in_transaction:
+                self._db.execute("COMMIT")
+                self._in_transaction = False
+            self._detach()
 
     def rollback(self) -> None:
         """Abandon everything written since the last commit."""
-        if self._in_transaction:
-            self._db.execute("ROLLBACK")
-            self._in_transaction = False
+        if self._conn is None:
+            return
+        self._in_transaction = False
+        if self._conn.in_transaction:  # SQLite itself ends a transaction on some errors (a full disk)
+            self._conn.execute("ROLLBACK")
         self._detach()
 
     def close(self) -> None:
         """Roll back anything uncommitted and close."""
-        self.rollback()
-        self._db.close()
+        if self._conn is None:
+            return
+        try:
+            self.rollback()
+        finally:
+            self._conn.close()
 
 
 @hookimpl
 def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
-    """Offer the ``sqlite`` sink (options: ``path``, default ``contacts.db``; ``merge``, default ``"merge"``)."""
+    """Offer the ``sqlite`` sink (options: ``path``, default ``contacts.db``; ``merge``, default ``"merge"``;
+    ``lock_timeout``, default 30 seconds)."""
     register("sqlite", SQLiteSink)

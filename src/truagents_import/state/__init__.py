@@ -27,4 +27,4 @@ def open_state(config: StateConfig) -> State:
     """The state database a ``[state]`` table names: PostgreSQL for a ``url``, else SQLite at ``path``."""
     if config.url:
         return PostgresStateStore(config.url)
-    return StateStore(config.path)
+    return StateStore(config.path, lock_timeout=config.lock_timeout)
