@@ -36,13 +36,22 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", site)
 
 
+#: Only the bench session installs these: the libraries workload.py compares with, and a profiler.
+BENCH_DEPS = ["dlt[duckdb,sftp]", "pyarrow", "py-spy"]
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: throughput (1M rows, as a ratio to the raw transfer) and peak memory of a large import.
+    """Benchmarks: the workload of issue 18 (1M rows: the sftp floor, pyarrow, SQLite, PostgreSQL, dlt),
+    throughput step by step, peak memory of a large import, the sinks.
 
-    Minutes, not for CI. Arguments go to throughput.py and memory.py: ``nox -s bench -- --rows 10000000``.
+    Minutes, not for CI. Arguments go to workload.py, throughput.py and memory.py:
+    ``nox -s bench -- --rows 10000000`` is the memory run.
     """
-    session.install(".[postgres]", *TEST_DEPS)
+    session.install(".[postgres]", *TEST_DEPS, *BENCH_DEPS)
+    # One run, one table: seconds, rows/s and the ratio to the floor, peak memory of the process group,
+    # every row accounted for (exit 1 otherwise), and a py-spy profile of the SQLite import.
+    session.run("python", "benchmarks/workload.py", "--profile", *session.posargs)
     session.run("python", "benchmarks/throughput.py", *session.posargs)
     # The differential test on the whole 1,000,000-row benchmark file: the fast paths change no verdict.
     session.run(
