@@ -248,3 +248,25 @@ def test_sigterm_mid_file_exits_0_and_the_next_import_finishes_the_job(
     expected += [f"slow-2-{i}@example.com" for i in range(7000)]
     assert sink_identities(sink) == sorted(expected)
     assert [n for _, n, _ in imported_rows(state)] == ["first.csv", "slow1.csv", "slow2.csv"]
+
+
+def test_a_source_uses_the_endpoint_it_names_everywhere(
+    tmp_path: Path, sshd: SSHD, second_sshd: SSHD, key_file: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = write_config(
+        tmp_path,
+        endpoint("integration", sshd, key_file),
+        endpoint("integrations.tenant-b", second_sshd, key_file),
+        SOURCE.format(name="b", inbox=inbox, every="5s", extra='integration = "tenant-b"'),
+    )
+    kill_sshd(sshd.pid)  # [integration]'s server is gone: everything about b goes to tenant-b's
+    local = tmp_path / "contacts_1.csv"
+    local.write_text(contacts_csv("b", 2), encoding="utf-8")
+    assert run_cli("upload", str(local), "--config", str(config))[0] == 0
+    assert (inbox / "contacts_1.csv").read_text(encoding="utf-8") == contacts_csv("b", 2)
+    code, out = run_cli("import", "--config", str(config), "--json")
+    assert code == 0 and [f["status"] for f in json.loads(out)["files"]] == ["imported"]
+    code, out = run_cli("trust", "--source", "b", "--config", str(config), "--json")
+    assert code == 2 and "[integrations.tenant-b]" in json.loads(out)["error"]

@@ -9,6 +9,7 @@ import click
 
 from truagents_import._converter import to_dict
 from truagents_import.cli._base import command, config_option, emit_json, source_option
+from truagents_import.errors import ConfigError
 from truagents_import.report import escape_name
 
 __all__ = ["keygen", "trust", "upload", "upload_command"]
@@ -112,6 +113,9 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
     config = load_config(config_path)
     if source_name is not None:
         config.source(source_name)
+        if source_name in config.source_integrations:  # [integrations.NAME]: trust pins [integration] only
+            name = config.source_integrations[source_name]
+            raise ConfigError(f"trust pins [integration] only; pin [integrations.{name}]'s host_key by hand")
     integration = configured(config.integration)
     found = check_host_key(integration)
     where = f"{found.host}:{found.port}"
@@ -196,7 +200,7 @@ def upload_command(
     manifest = (source.manifest or DEFAULT_MANIFEST) if with_manifest else None
     if manifest is not None and not file.is_file():
         raise click.UsageError(f"{escape_name(str(file))} is not a file here: --manifest is made from the file now")
-    command = configured(config.integration).upload_command(
+    command = configured(source.integration).upload_command(
         file, source.path, known_hosts_file=known_hosts_file, manifest=manifest
     )
     if as_json:
@@ -248,7 +252,7 @@ def upload(
     config = load_config(config_path)
     source = config.source(source_name)
     manifest = (source.manifest or DEFAULT_MANIFEST) if with_manifest else None
-    with configured(config.integration) as integration:
+    with configured(source.integration) as integration:
         results = integration.upload_files(files, source.path, manifest=manifest)
     failed = sum(1 for r in results if r.status == "failed")
     if as_json:
