@@ -43,12 +43,12 @@ BENCH_DEPS = ["dlt[duckdb,sftp]", "pyarrow", "py-spy"]
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: the workload of issue 18 (1M rows: the sftp floor, pyarrow, SQLite, PostgreSQL, dlt),
-    throughput step by step, peak memory of a large import, the sinks.
+    throughput step by step, peak memory of a large import, the sinks, latency under watch, Celery fan-out.
 
     Minutes, not for CI. Arguments go to workload.py, throughput.py and memory.py:
     ``nox -s bench -- --rows 10000000`` is the memory run.
     """
-    session.install(".[postgres]", *TEST_DEPS, *BENCH_DEPS)
+    session.install(".[postgres,celery]", *TEST_DEPS, *BENCH_DEPS)
     # One run, one table: seconds, rows/s and the ratio to the floor, peak memory of the process group,
     # every row accounted for (exit 1 otherwise), and a py-spy profile of the SQLite import.
     session.run("python", "benchmarks/workload.py", "--profile", *session.posargs)
@@ -60,3 +60,6 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/sinks.py")
+    # Issue 20: upload-to-contacts latency under watch, and files per second with 1, 2 and 4 Celery workers.
+    session.run("python", "benchmarks/latency.py")
+    session.run("python", "benchmarks/fanout.py")
