@@ -306,12 +306,14 @@ class FileImport:
         policy = cast("MergePolicy | None", self.source.merge)  # checked when the source was made
         if self._in_sink_already(sink):
             return
+        # Sealed before the sink is involved: a spool too full to take the staging's last pages is not the sink's.
+        sealed = staging.seal() if staging.sql_rows and isinstance(sink, BulkLoad) else None
         method = "write"
         try:
-            if staging.sql_rows and isinstance(sink, BulkLoad):
+            if sealed is not None and isinstance(sink, BulkLoad):
                 # The sink copies the staged file itself: the same rows, in the same order, through
                 # the same upsert, without a Contact per row.
-                sink.load_staging(staging.seal(), self.source.name, file, policy)
+                sink.load_staging(sealed, self.source.name, file, policy)
             else:
                 for contacts in staging.contacts(self.importer.batch_size):
                     if policy is not None and isinstance(sink, Upserting):
