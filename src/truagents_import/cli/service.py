@@ -130,7 +130,8 @@ def _print_summary(watcher: Watcher, why: str, abandoned: list[tuple[str, str | 
             files[status] = files.get(status, 0) + n
     done = ", ".join(f"{n} {status}" for status, n in sorted(files.items())) or "no files"
     rows = sum(counts["imported"] for counts in summary.values())
-    click.echo(f"stopped ({why}): {len(summary)} sources watched; {done}; {rows} contacts imported")
+    n = len(summary)
+    click.echo(f"stopped ({why}): {n} source{'s' if n != 1 else ''} watched; {done}; {rows} contacts imported")
 
 
 def _exit_now() -> None:

@@ -171,7 +171,10 @@ class _SourceLoop(threading.Thread):
     def __init__(self, watcher: Watcher, source: DataSource, watched: Watched) -> None:
         super().__init__(name=f"truagents-import-watch-{watched.source}", daemon=True)
         self.watcher = watcher
-        self.source = source
+        # A copy with an endpoint of its own: its own connection, opened and dropped by this thread
+        # only (the private key is loaded once for the copy, not on every reconnection).
+        own = None if source.integration is None else attrs.evolve(source.integration)
+        self.source = attrs.evolve(source, integration=own)
         self.watched = watched
         self.stop_event = watcher._stop
         #: The file being imported now (its escaped path), if any.
@@ -245,11 +248,9 @@ class _SourceLoop(threading.Thread):
     def _open(self) -> Importer:
         if self._importer is not None:
             return self._importer
-        base = self.source
-        integration = None if base.integration is None else attrs.evolve(base.integration)
-        source = attrs.evolve(base, integration=integration)
+        integration = self.source.integration
         importer = importer_for(
-            self.watcher.config, source, plugins=self.watcher.plugins, rejects_dir=self.watcher.rejects_dir
+            self.watcher.config, self.source, plugins=self.watcher.plugins, rejects_dir=self.watcher.rejects_dir
         )
         self._importer = importer
         if integration is not None:
