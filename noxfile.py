@@ -7,7 +7,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8", "hypothesis>=6"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6", "paramiko>=3"]
 
 
 @nox.session

@@ -39,10 +39,22 @@ __all__ = ["demo", "plugins", "serve"]
     show_default=True,
     help="The server's private host key: made on first start and reused, so a pinned fingerprint stays valid.",
 )
+@click.option(
+    "--user",
+    "username",
+    default=None,
+    help="The one user name allowed to log in [default: the user running the server].",
+)
 @command
-def serve(root: Path, port: int, host: str, authorized_keys: Path, host_key_file: Path, as_json: bool) -> int:
-    """Run a local SFTP server (keys only, confined to ROOT) until interrupted."""
+def serve(
+    root: Path, port: int, host: str, authorized_keys: Path, host_key_file: Path, username: str | None, as_json: bool
+) -> int:
+    """Run a local SFTP server (keys only, one user name, SFTP only, confined to ROOT) until interrupted."""
+    import getpass
+
     from truagents_import.remote.server import SFTPServer
+
+    username = username or getpass.getuser()
 
     try:
         lines = [ln.strip() for ln in authorized_keys.read_text(encoding="utf-8").splitlines()]
@@ -53,10 +65,11 @@ def serve(root: Path, port: int, host: str, authorized_keys: Path, host_key_file
 
     root.mkdir(parents=True, exist_ok=True)
     host_key = load_or_create_host_key(host_key_file)
-    server = SFTPServer(root, keys, host=host, port=port, host_key=host_key).start()
+    server = SFTPServer(root, keys, host=host, port=port, host_key=host_key, username=username).start()
     info = {
         "host": server.host,
         "port": server.port,
+        "username": username,
         "root": str(server.root),
         "host_key": server.host_key_fingerprint,
         "known_hosts_line": server.known_hosts_line(),
@@ -64,7 +77,7 @@ def serve(root: Path, port: int, host: str, authorized_keys: Path, host_key_file
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"serving {server.root} on {server.host}:{server.port} (Ctrl-C to stop)")
+        click.echo(f"serving {server.root} on {server.host}:{server.port} to {username} (Ctrl-C to stop)")
         click.echo(f'pin its host key: host_key = "{server.host_key_fingerprint}"')
     sys.stdout.flush()
     try:

@@ -22,11 +22,16 @@ from typing import cast
 import asyncssh
 
 from truagents_import.remote.keys import fingerprint, generate_key_pair, public_line
+from truagents_import.remote.serve_session import SFTPSession
 
 __all__ = ["SFTPServer"]
 
 #: How long start() and stop() wait for the server thread before giving up, in seconds.
 _THREAD_TIMEOUT = 30.0
+#: Connections that have not logged in yet, at most (OpenSSH's MaxStartups starts refusing at 10).
+MAX_UNAUTHENTICATED = 10
+#: Seconds a connection may take to log in before it is closed.
+LOGIN_TIMEOUT = 30.0
 
 
 def _accepting_tasks() -> list[asyncio.Task[object]]:
@@ -92,7 +97,14 @@ class _ConfinedSFTPServer(asyncssh.SFTPServer):
         return self.reverse_map_path(resolved)
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:
-        """Create a symbolic link, refusing any whose target would resolve outside the root."""
+        """Create a symbolic link, refusing any whose target would resolve outside the root.
+
+        A relative target with ``..`` in it is refused too: moved elsewhere (a rename of the link or
+        of a folder above it), such a link would point somewhere else, perhaps outside the root. An
+        absolute target is written as the absolute path inside the root, which no move changes.
+        """
+        if not posixpath.isabs(oldpath) and b".." in oldpath.split(b"/"):
+            raise asyncssh.SFTPPermissionDenied("Permission denied: a relative link target may not contain '..'")
         newdir = posixpath.dirname(posixpath.join(b"/", newpath))
         target = oldpath if posixpath.isabs(oldpath) else posixpath.join(newdir, oldpath)
         self.map_path(target)  # raises when the target resolves outside the root
@@ -102,6 +114,28 @@ class _ConfinedSFTPServer(asyncssh.SFTPServer):
         if not self._inside(os.path.realpath(local)):  # pragma: no cover - defence in depth
             os.remove(local)
             raise asyncssh.SFTPPermissionDenied("Permission denied: link would point outside the server root")
+
+    def _check_attrs(self, local: bytes | None, attrs: asyncssh.SFTPAttrs) -> None:
+        """Refuse a change of ownership anywhere, and any change to the root folder itself."""
+        if attrs.uid is not None or attrs.gid is not None or attrs.owner or attrs.group:
+            raise asyncssh.SFTPPermissionDenied("Permission denied: this server does not change owners")
+        if local is not None and os.path.realpath(local) == os.path.realpath(self._root):
+            raise asyncssh.SFTPPermissionDenied("Permission denied: the server root's attributes cannot be changed")
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        """Change a path's mode or times (never its owner, never the root's)."""
+        self._check_attrs(self.map_path(path), attrs)
+        super().setstat(path, attrs)
+
+    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        """Like :meth:`setstat`, without following a final link."""
+        self._check_attrs(self.map_path(path), attrs)
+        super().lsetstat(path, attrs)
+
+    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        """Change an open file's mode or times (never its owner)."""
+        self._check_attrs(None, attrs)
+        super().fsetstat(file_obj, attrs)
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """Read from an open file, dropping the connection once ``drop_after_bytes`` is passed."""
@@ -123,14 +157,29 @@ class _ServerSession(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        """Remember the live connection so that stop() and drop_connections() can close it."""
+        """Remember the live connection so that stop() and drop_connections() can close it; close it
+        at once when :data:`MAX_UNAUTHENTICATED` others are still logging in."""
         self._conn = conn
-        self._owner._connections[conn] = 0
+        owner = self._owner
+        owner._connections[conn] = 0
+        if len(owner._unauthenticated) >= owner.max_unauthenticated:
+            asyncio.get_running_loop().call_soon(conn.abort)
+            return
+        owner._unauthenticated.add(conn)
+
+    def auth_completed(self) -> None:
+        """Logged in: no longer counted against :data:`MAX_UNAUTHENTICATED`."""
+        self._owner._unauthenticated.discard(self._conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection."""
         if self._conn is not None:
             self._owner._connections.pop(self._conn, None)
+            self._owner._unauthenticated.discard(self._conn)
+
+    def session_requested(self) -> SFTPSession:
+        """A session that runs the SFTP subsystem and nothing else (see :mod:`.serve_session`)."""
+        return SFTPSession(self._owner._sftp_factory)
 
     def begin_auth(self, username: str) -> bool:
         """Authentication is always required."""
@@ -186,6 +235,8 @@ class SFTPServer:
         self.username: str | None = username
         #: When set, a read that pushes a connection's bytes served past it drops that connection.
         self.drop_after_bytes: int | None = None
+        #: Connections still logging in beyond this many are closed at once.
+        self.max_unauthenticated: int = MAX_UNAUTHENTICATED
         if host_key is None:
             host_key = generate_key_pair("truagents-import-server")
         self._host_key: asyncssh.SSHKey = host_key
@@ -199,6 +250,7 @@ class SFTPServer:
             self.add_authorized_key(key)
         # Touched only on the server's own event loop thread.
         self._connections: dict[asyncssh.SSHServerConnection, int] = {}
+        self._unauthenticated: set[asyncssh.SSHServerConnection | None] = set()
         self._state_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -255,8 +307,9 @@ class SFTPServer:
             self.port,
             server_factory=lambda: _ServerSession(self),
             server_host_keys=[self._host_key],
-            sftp_factory=self._sftp_factory,
+            # No sftp_factory: _ServerSession.session_requested opens each session (SFTP only).
             allow_scp=False,
+            login_timeout=LOGIN_TIMEOUT,
             password_auth=False,
             kbdint_auth=False,
             public_key_auth=True,
@@ -364,6 +417,7 @@ class SFTPServer:
             finally:
                 self._loop = self._thread = self._acceptor = None
                 self._connections.clear()
+                self._unauthenticated.clear()
                 self._stopped.set()
 
     def drop_connections(self) -> int:
