@@ -90,9 +90,8 @@ def cli(cfg: Path, *args: str) -> tuple[int, str, str]:
 def chrooted(sshd_binary: str, tmp_path: Path, client_key: asyncssh.SSHKey, key_file: Path) -> Iterator[Box]:
     """A drop box as operators set one up: user ``nobody`` jailed in a root-owned folder, SFTP only."""
     line = keys.authorized_keys_line(client_key)
-    with sftp_only_account([line]) as account:
-        with run_sshd(tmp_path / "sshd", [line], extra_config=account.config) as server:
-            yield Box(server, account, account.username, key_file, tmp_path)
+    with sftp_only_account([line]) as account, run_sshd(tmp_path / "sshd", [line], extra_config=account.config) as sd:
+        yield Box(sd, account, account.username, key_file, tmp_path)
 
 
 @pytest.fixture
@@ -136,7 +135,8 @@ def test_a_refused_sftp_session_is_exit_3_with_what_to_do(
 
 
 def test_a_refused_sftp_session_raises_connect_error_from_the_importer(session_refused: Box) -> None:
-    source = DataSource(name="drop", path="/inbox", pattern="*.csv", min_age=0, integration=session_refused.integration())
+    integration = session_refused.integration()
+    source = DataSource(name="drop", path="/inbox", pattern="*.csv", min_age=0, integration=integration)
     with Importer(source, MemorySink(), entry_points=False) as importer, pytest.raises(ConnectError) as caught:
         importer.run()
     assert "refused the SFTP session" in str(caught.value)
@@ -269,3 +269,66 @@ def test_an_http_port_fails_at_reachable_not_host_key(http_port: int, tmp_path: 
     status, out, err = cli(cfg, "ls")
     assert status == 3
     assert f"127.0.0.1:{http_port}" in err
+
+
+# -- a connection cut mid-download -------------------------------------------------------------------
+
+CUT_SCRIPT = """
+import gc, sys
+from pathlib import Path
+from truagents_import import DataSource, Importer, Integration, MemorySink, keys
+from truagents_import.remote.server import SFTPServer
+
+work = Path(sys.argv[1])
+(work / "root" / "inbox").mkdir(parents=True)
+rows = "".join(f"a{i}@example.com,Name {i}\\n" for i in range(100_000))
+(work / "root" / "inbox" / "contacts_1.csv").write_text("Email,Name\\n" + rows)
+key = keys.generate_key_pair("cut")
+pair = keys.write_key_pair(key, work / "keys", "id")
+with SFTPServer(work / "root", [keys.public_line(key)], username="me") as server:
+    server.drop_after_bytes = 500_000
+    integration = Integration(host=server.host, port=server.port, username="me", private_key=pair.private_key,
+                              host_key=server.host_key_fingerprint)
+    source = DataSource(name="cut", path="/inbox", min_age=0, integration=integration)
+    with Importer(source, MemorySink(), entry_points=False) as importer:
+        report = importer.run()
+print(report.files[0].status)
+gc.collect()
+"""
+
+
+def test_a_connection_cut_mid_download_prints_no_asyncio_traceback(tmp_path: Path) -> None:
+    for attempt in range(3):  # the cut lands at a different read each time
+        work = tmp_path / str(attempt)
+        work.mkdir()
+        done = subprocess.run([sys.executable, "-c", CUT_SCRIPT, str(work)], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["failed"]
+        assert "Task exception was never retrieved" not in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_other_unretrieved_task_exceptions_are_still_reported() -> None:
+    import asyncio
+
+    from truagents_import.remote.sftp import quiet_lost_reads
+
+    seen: list[dict[str, object]] = []
+    loop = asyncio.new_event_loop()
+    try:
+        loop.set_exception_handler(lambda _loop, context: seen.append(context))
+        quiet_lost_reads(loop)
+        quiet_lost_reads(loop)  # once is enough: not wrapped twice
+
+        async def other() -> None:
+            raise asyncssh.ConnectionLost("gone")
+
+        task = loop.create_task(other())
+        loop.run_until_complete(asyncio.wait([task]))
+        loop.call_exception_handler({"message": "Task exception was never retrieved",
+                                     "exception": task.exception(), "future": task})
+    finally:
+        loop.close()
+    assert len(seen) == 1
+    assert isinstance(seen[0]["exception"], asyncssh.ConnectionLost)

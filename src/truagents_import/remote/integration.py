@@ -23,7 +23,14 @@ from fsspec.asyn import get_loop, sync
 from truagents_import.errors import ConfigError, ConnectError, HostKeyError, UploadNameError
 from truagents_import.remote import keys
 from truagents_import.remote import upload as _upload
-from truagents_import.remote.sftp import SFTPFileSystem, close_filesystem, open_session, posix_rename, remote_name
+from truagents_import.remote.sftp import (
+    SFTPFileSystem,
+    close_filesystem,
+    open_session,
+    posix_rename,
+    quiet_lost_reads,
+    remote_name,
+)
 from truagents_import.remote.upload import SCP_NOTE, UploadCommand, UploadResult, check_upload_name, temporary_name
 
 if TYPE_CHECKING:
@@ -194,6 +201,7 @@ class Integration:
         except (OSError, asyncssh.Error) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}") from None
+        quiet_lost_reads(fs.loop)
         try:
             open_session(fs)
         except BaseException:

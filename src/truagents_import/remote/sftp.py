@@ -8,8 +8,10 @@ helpers do what the importer and the uploads need instead (see SFTP-NOTES).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Any
@@ -19,7 +21,7 @@ from fsspec.asyn import sync, sync_wrapper
 from sshfs import SSHFileSystem
 
 from truagents_import.errors import ConnectError
-from truagents_import.remote.failures import is_session_refused, session_refused, translate
+from truagents_import.remote.failures import CONNECTION_LOST, is_session_refused, session_refused, translate
 
 __all__ = [
     "SFTPFileSystem",
@@ -27,9 +29,15 @@ __all__ = [
     "open_session",
     "posix_rename",
     "put",
+    "quiet_lost_reads",
     "remote_name",
     "rename_no_replace",
 ]
+
+logger = logging.getLogger(__name__)
+
+#: The coroutine of asyncssh's parallel reads and writes (``SFTPClientFile.read`` of a big block).
+_PARALLEL_IO = "_SFTPParallelIO._start_task"
 
 #: The filesystem's coroutines that touch one remote path: what each does, and which argument is the path.
 _GUARDED = {
@@ -121,6 +129,35 @@ def open_session(fs: Any) -> None:
         raise session_refused(getattr(fs, "where", "the server"), said) from None
     except asyncssh.SFTPError as exc:
         raise session_refused(getattr(fs, "where", "the server"), exc.reason) from None
+
+
+def quiet_lost_reads(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep asyncio from printing "Task exception was never retrieved" for the parallel reads that a
+    lost connection ends; every other unretrieved exception is reported as before.
+
+    When the connection drops under ``SFTPClientFile.read``, asyncssh's parallel reader
+    (``_SFTPParallelIO.iter``) raises the first ``ConnectionLost`` it meets and leaves the other
+    read tasks, which failed the same way, unretrieved: asyncio prints a traceback for each when
+    they are collected. The download itself already failed with that error, and is reported.
+    """
+    if getattr(loop, "_truagents_quiet_lost_reads", False):
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc, task = context.get("exception"), context.get("future")
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        lost = isinstance(exc, (*CONNECTION_LOST, ConnectionError))
+        if lost and getattr(coro, "__qualname__", "") == _PARALLEL_IO:
+            logger.debug("a parallel SFTP read ended with the lost connection: %s", exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._truagents_quiet_lost_reads = True  # type: ignore[attr-defined]
 
 
 def put(fs: Any, what: str | bytes, remote: str) -> None:
