@@ -140,6 +140,7 @@ class Cluster:
         config_sources: list[str],
         tenants: list[str],
         polls: dict[str, str] | None = None,
+        extra: str = "",
     ) -> None:
         self.root, self.broker = root, broker
         self.app = root / "app"
@@ -155,6 +156,7 @@ class Cluster:
         for name in config_sources:
             every = f'poll_every = "{polls[name]}"\n' if polls and name in polls else ""
             text += f'\n[[sources]]\nname = "{name}"\npath = "{self.inboxes[name]}"\nmin_age = 0\n{every}'
+        text += extra
         text += f'\n[sink]\ntype = "sqlite"\npath = "{root / "contacts.db"}"\n\n[state]\npath = "{root / "state.db"}"\n'
         self.config = root / "truagents-import.toml"
         self.config.write_text(text, encoding="utf-8")
@@ -246,8 +248,10 @@ class Cluster:
 def cluster_factory(tmp_path: Path, broker: str, sshd: SSHD, key_file: Path) -> Iterator[Any]:
     made: list[Cluster] = []
 
-    def make(config_sources: list[str], tenants: list[str], polls: dict[str, str] | None = None) -> Cluster:
-        cluster = Cluster(tmp_path, broker, sshd, key_file, config_sources, tenants, polls)
+    def make(
+        config_sources: list[str], tenants: list[str], polls: dict[str, str] | None = None, extra: str = ""
+    ) -> Cluster:
+        cluster = Cluster(tmp_path, broker, sshd, key_file, config_sources, tenants, polls, extra)
         made.append(cluster)
         return cluster
 
@@ -348,3 +352,21 @@ def test_beat_schedule_follows_poll_every(cluster_factory: Any, tmp_path: Path) 
     assert [(s, n) for s, n, _ in imported_rows(state)] == [("fast", "contacts_1.csv"), ("fast", "contacts_2.csv")]
     assert cluster.log_text().count("Scheduler: Sending due task truagents-import:fast") >= 2
     assert "Sending due task truagents-import:daily" not in cluster.log_text()
+
+
+def test_a_server_that_is_down_is_retried_with_backoff(cluster_factory: Any, sshd: SSHD, key_file: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    extra = (
+        f'\n[integrations.gone]\nhost = "127.0.0.1"\nport = {port}\nusername = "{sshd.username}"\n'
+        f'private_key = "{key_file}"\nhost_key = "{sshd.host_key_fingerprint}"\n'
+        f'\n[[sources]]\nname = "down"\nintegration = "gone"\npath = "/inbox"\nmin_age = 0\n'
+    )
+    cluster: Cluster = cluster_factory([], [], None, extra)
+    cluster.worker()
+    cluster.send("down")
+    wait_for(lambda: "down: attempt 2 failed (ConnectError" in cluster.log_text(), "a second attempt, after backoff")
+    text = cluster.log_text()
+    assert "down: attempt 1 failed (ConnectError: cannot connect to 127.0.0.1:" in text
+    assert "Task truagents_import.import_source[" in text and "retry: Retry in" in text
