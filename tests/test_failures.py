@@ -332,3 +332,87 @@ def test_other_unretrieved_task_exceptions_are_still_reported() -> None:
         loop.close()
     assert len(seen) == 1
     assert isinstance(seen[0]["exception"], asyncssh.ConnectionLost)
+
+
+# -- trust after the server's key changed -----------------------------------------------------------
+
+
+def test_trust_updates_the_known_hosts_file_the_upload_command_uses(tmp_path: Path, key_file: Path,
+                                                                  client_key: asyncssh.SSHKey) -> None:
+    from truagents_import.remote.server import SFTPServer
+
+    root = tmp_path / "root"
+    (root / "inbox").mkdir(parents=True)
+    old, new = keys.generate_key_pair("old"), keys.generate_key_pair("new")
+    with SFTPServer(root, [keys.public_line(client_key)], host_key=old, username="me") as first:
+        port = first.port
+        cfg = tmp_path / "truagents-import.toml"
+        cfg.write_text(CONFIG.format(port=port, user="me", key=key_file, fp=first.host_key_fingerprint, path="/inbox"))
+        local = tmp_path / "contacts_1.csv"
+        local.write_text(GOOD_CSV)
+        status, out, _ = cli(cfg, "upload-command", str(local), "--json")
+        assert status == 0
+        known_hosts = Path(json.loads(out)["known_hosts_file"])
+        argv = json.loads(out)["sftp_argv"]
+        batch = json.loads(out)["batch"]
+    with SFTPServer(root, [keys.public_line(client_key)], host_key=new, username="me", port=port) as second:
+        stale = subprocess.run(argv, input=batch, capture_output=True, text=True, timeout=60, check=False)
+        assert stale.returncode != 0  # the old key is refused, as it must be
+        status, out, _ = cli(cfg, "trust", "--yes")
+        assert status == 0
+        assert f"updated {known_hosts}" in out
+        assert second.known_hosts_line().split()[2] in known_hosts.read_text()
+        done = subprocess.run(argv, input=batch, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+    assert (root / "inbox" / "contacts_1.csv").read_text() == GOOD_CSV
+
+
+# -- names escaped the same way everywhere ---------------------------------------------------------
+
+LOCAL_CONFIG = """
+[[sources]]
+name = "drop"
+path = "inbox"
+pattern = "contacts_*.csv"
+min_age = 0
+
+[sink]
+type = "sqlite"
+path = "out/contacts.db"
+
+[state]
+path = "state/state.db"
+"""
+
+#: A right-to-left override, DEL, an escape character and a bidirectional isolate in one name.
+HOSTILE = "contacts_\u202evsc\x7f\x1b[31m\u2066x.csv"
+SHOWN = "contacts_\\u202evsc\\x7f\\x1b[31m\\u2066x.csv"
+
+
+@pytest.mark.parametrize("command", [["ls"], ["import"], ["check"], ["preview", HOSTILE], ["import", "--dry-run"]])
+def test_hostile_names_are_escaped_in_text_and_json(tmp_path: Path, command: list[str]) -> None:
+    cfg = tmp_path / "truagents-import.toml"
+    cfg.write_text(LOCAL_CONFIG)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / HOSTILE).write_text("Email,Name\nada@example.com,Ada\nnot-an-email,Bob\n")
+    _, out, err = cli(cfg, *command)
+    for raw in ("\u202e", "\x7f", "\x1b", "\u2066"):
+        assert raw not in out + err
+    assert SHOWN in out
+    _, out, err = cli(cfg, *command, "--json")
+    for raw in ("\u202e", "\x7f", "\x1b", "\u2066"):
+        assert raw not in out + err
+    # Names the document holds as values are exact (JSON escapes carry them); text in it is escaped.
+    texts = list(_strings(json.loads(out)))
+    assert any(HOSTILE in t for t in texts) or any(SHOWN in t for t in texts)
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

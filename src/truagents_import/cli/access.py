@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from truagents_import._converter import to_dict
 from truagents_import.cli._base import command, config_option, emit_json, source_option
 from truagents_import.errors import ConfigError
 from truagents_import.report import escape_name
+
+if TYPE_CHECKING:
+    from truagents_import.remote.pinning import HostKeyCheck
 
 __all__ = ["keygen", "trust", "upload", "upload_command"]
 
@@ -109,6 +113,7 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
     from truagents_import.config import load_config
     from truagents_import.remote.integration import configured
     from truagents_import.remote.pinning import check_host_key, pin_host_key
+    from truagents_import.remote.upload import refresh_known_hosts
 
     config = load_config(config_path)
     if source_name is not None:
@@ -143,15 +148,28 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
         if pinned:
             assert config.path is not None  # load_config always records the file it read
             pin_host_key(config.path, found.presented)
+    refreshed = refresh_known_hosts(integration, found.presented) if pinned and found.status == "changed" else None
     if as_json:
-        emit_json(found.to_dict() | {"config": str(config.path), "pinned_now": pinned})
+        extra = {"config": str(config.path), "pinned_now": pinned, "known_hosts_updated": refreshed}
+        emit_json(found.to_dict() | {k: str(v) if isinstance(v, Path) else v for k, v in extra.items()})
     elif found.status != "unchanged":
-        click.echo(
-            f'pinned: host_key = "{found.presented}" in {config.path}'
-            if pinned
-            else "not pinned: connections stay refused until a host key is pinned"
-        )
+        _say_pinned(found, pinned, config.path, refreshed)
     return 0 if pinned else 1
+
+
+def _say_pinned(found: HostKeyCheck, pinned: bool, config_path: Path | None, refreshed: Path | None) -> None:
+    click.echo(
+        f'pinned: host_key = "{found.presented}" in {config_path}'
+        if pinned
+        else "not pinned: connections stay refused until a host key is pinned"
+    )
+    if refreshed is not None:
+        click.echo(f"updated {refreshed}, the known_hosts file the upload commands use, to the new key")
+    if pinned and found.status == "changed":
+        click.echo(
+            "a known_hosts file written elsewhere (upload-command --known-hosts) still holds the old key: "
+            "run upload-command again and send the new command to whoever uploads"
+        )
 
 
 _manifest_option = click.option(

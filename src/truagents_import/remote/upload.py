@@ -33,6 +33,8 @@ __all__ = [
     "UploadCommand",
     "UploadResult",
     "check_upload_name",
+    "default_known_hosts",
+    "refresh_known_hosts",
     "temporary_name",
     "upload",
     "upload_command",
@@ -266,8 +268,7 @@ def upload_command(
     if integration.known_hosts is not None and known_hosts_file is None:
         known_hosts = Path(integration.known_hosts).absolute()
     else:
-        default = Path(integration.private_key).parent / "known_hosts"
-        known_hosts = Path(known_hosts_file or default).absolute()
+        known_hosts = Path(known_hosts_file or default_known_hosts(integration)).absolute()
         integration.write_known_hosts(known_hosts)
         pinned = integration.pinned_host_key()
     options = _ssh_options(integration, known_hosts)
@@ -355,6 +356,30 @@ def write_known_hosts(integration: Integration, path: Path | str) -> str:
     kept = [ln for ln in existing if ln not in mine]
     keys.replace_file(path, "".join(f"{ln}\n" for ln in [*kept, line]), mode=0o644)
     return line
+
+
+def default_known_hosts(integration: Integration) -> Path:
+    """Where :meth:`Integration.upload_command` writes its known_hosts file unless told otherwise."""
+    return Path(integration.private_key).parent / "known_hosts"
+
+
+def refresh_known_hosts(integration: Integration, pin: str) -> Path | None:
+    """After the pinned host key changed to ``pin``: rewrite the known_hosts file that
+    :meth:`Integration.upload_command` wrote beside the key, so the printed commands trust the new
+    key (the server's key is fetched and checked against ``pin``). Returns the file, or None when
+    there is none with a line for this server (or the integration uses its own ``known_hosts``)."""
+    if integration.known_hosts is not None:
+        return None
+    path = default_known_hosts(integration)
+    token = keys.known_hosts_host(integration.host, integration.port)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not any(token in (_known_hosts_hosts(ln) or ()) for ln in lines):
+        return None
+    attrs.evolve(integration, host_key=pin).write_known_hosts(path)
+    return path
 
 
 def _sftp_quote(arg: str) -> str:
