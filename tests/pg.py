@@ -4,7 +4,9 @@
 authentication: it listens on 127.0.0.1 only, on a free port, and its unix socket lives in that
 folder), starts it with ``pg_ctl``, and stops it (``pg_ctl stop``, then by its PID only) and
 deletes the folder at the end. PostgreSQL refuses to run as root: as root, every server command
-runs as the ``postgres`` OS user (``runuser -u postgres --``) in a folder owned by it.
+runs as the ``postgres`` OS user (``runuser -u postgres --``) in a folder owned by it, made under
+the first of ``$TMPDIR``, ``/tmp``, ``/var/tmp`` and ``/dev/shm`` that user can reach (a TMPDIR
+inside a private folder is skipped over, so it does not matter where TMPDIR points).
 
 The binaries are looked up in ``$TRUAGENTS_PG_BIN``, on PATH, then in
 ``/usr/lib/postgresql/<version>/bin`` (newest first).
@@ -132,6 +134,42 @@ class PostgresServer:
                 time.sleep(0.1)
 
 
+#: Where a cluster's folder may go when it runs as another user, after $TMPDIR.
+_SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _reachable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether the user ``uid`` (group ``gid``) may pass through every folder down to ``path``."""
+    for folder in [path, *path.parents]:
+        try:
+            st = folder.stat()
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+    return True
+
+
+def _workdir_base(run_as: str | None) -> Path | None:
+    """Where the cluster's folder is made: TMPDIR (None) unless the server runs as ``run_as`` and
+    that user cannot reach it; then the first shared temporary folder it can reach."""
+    if run_as is None:
+        return None
+    entry = pwd.getpwnam(run_as)
+    for candidate in (tempfile.gettempdir(), *_SHARED_TEMP):
+        path = Path(candidate).resolve()
+        if path.is_dir() and _reachable_by(path, entry.pw_uid, entry.pw_gid):
+            return path
+    msg = f"no temporary folder that the {run_as} user can reach among $TMPDIR and {_SHARED_TEMP}"
+    raise RuntimeError(msg)
+
+
 def _initdb(bin_dir: Path, workdir: Path, run_as: str | None, *, durable: bool) -> None:
     cmd = [str(bin_dir / "initdb"), "-D", str(workdir / "data"), "-U", _SUPERUSER, "-A", "trust",
            "-E", "UTF8", "--locale=C", "--no-sync"]  # fmt: skip
@@ -159,7 +197,7 @@ def run_postgres(bin_dir: Path | None = None, *, durable: bool = False) -> Itera
         msg = "PostgreSQL is not installed (apt-get install -y postgresql)"
         raise RuntimeError(msg)
     run_as = "postgres" if os.geteuid() == 0 else None
-    workdir = Path(tempfile.mkdtemp(prefix="truagents-pg-"))
+    workdir = Path(tempfile.mkdtemp(prefix="truagents-pg-", dir=_workdir_base(run_as)))
     server: PostgresServer | None = None
     try:
         if run_as:
