@@ -68,7 +68,7 @@ class _GroupWatch(threading.Thread):
                 kb = int(status.split("VmHWM:", 1)[1].split()[0])
                 self.peaks_kb[pid] = max(self.peaks_kb.get(pid, 0), kb)
                 resident += int(status.split("VmRSS:", 1)[1].split()[0])
-                if not self.commands.get(pid):
+                if not self.commands.get(pid) or pid != self.root:  # a forked child execs after its first sample
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                     self.commands[pid] = cmdline.decode(errors="replace").strip()[:160]
         self.concurrent_kb = max(self.concurrent_kb, resident)
