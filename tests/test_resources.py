@@ -530,3 +530,39 @@ def test_two_importers_moving_files_the_slower_skips(endpoint: Endpoint, key_fil
     assert sorted(p.name for p in (endpoint.inbox_local / "done").iterdir()) == ["a.csv", "b.csv"]
     rows = sqlite3.connect(sink_db).execute("select email from contacts order by email").fetchall()
     assert rows == [("a@example.com",), ("b@example.com",)]
+
+
+def test_file_moved_away_before_the_other_recorded_it_is_skipped(tmp_path: Path) -> None:
+    """The other importer has moved the file but not yet recorded it: the archive folder tells."""
+    inbox = tmp_path / "in"
+    (inbox / "done").mkdir(parents=True)
+    (inbox / "a.csv").write_text("email\na@example.com\n")
+    (inbox / "b.csv").write_text("email\nb@example.com\n")
+
+    class MovedMeanwhile(DataSource):
+        def download(self, file: Any, dest: Path, progress: Any = None) -> str:
+            if file.name == "a.csv":
+                os.rename(inbox / "a.csv", inbox / "done" / "a.csv")  # as the other importer's move
+            if file.name == "b.csv":
+                os.unlink(inbox / "b.csv")  # deleted by someone: not imported anywhere
+            return super().download(file, dest, progress)
+
+    source = MovedMeanwhile(name="s", path=str(inbox), min_age=0, after_import="move:done")
+    with Importer(source, SQLiteSink(tmp_path / "c.db"), state=StateStore(tmp_path / "s.db"),
+                  entry_points=False) as importer:
+        report = importer.run()
+    by_name = {Path(f.path).name: f for f in report.files}
+    assert (by_name["a.csv"].status, by_name["a.csv"].reason) == (
+        "skipped", "already imported by another importer (it moved the file away after this run listed it)")
+    assert by_name["b.csv"].status == "failed"
+    assert by_name["b.csv"].reason is not None and by_name["b.csv"].reason.startswith("download failed: ")
+
+
+def test_append_sinks_are_file_ledgers(tmp_path: Path) -> None:
+    from truagents_import.sinks import CSVSink, FileLedger, JSONLSink, MemorySink
+
+    for sink in (JSONLSink(tmp_path / "a.jsonl"), CSVSink(tmp_path / "a.csv")):
+        assert isinstance(sink, FileLedger)
+        sink.close()
+    assert not isinstance(SQLiteSink(tmp_path / "a.db"), FileLedger)
+    assert not isinstance(MemorySink(), FileLedger)
