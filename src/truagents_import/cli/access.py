@@ -150,8 +150,7 @@ def trust(config_path: Path | None, source_name: str | None, yes: bool, as_json:
             pin_host_key(config.path, found.presented)
     refreshed = refresh_known_hosts(integration, found.presented) if pinned and found.status == "changed" else None
     if as_json:
-        extra = {"config": str(config.path), "pinned_now": pinned, "known_hosts_updated": refreshed}
-        emit_json(found.to_dict() | {k: str(v) if isinstance(v, Path) else v for k, v in extra.items()})
+        emit_json(found.to_dict() | {"config": str(config.path), "pinned_now": pinned})
     elif found.status != "unchanged":
         _say_pinned(found, pinned, config.path, refreshed)
     return 0 if pinned else 1

@@ -85,9 +85,11 @@ def translate(exc: BaseException, *, where: str, operation: str, path: str) -> B
     need = need.format(folder=escape_name(posixpath.dirname(path.rstrip("/")) or "/"))
     user = where.split("@", 1)[0]
     if isinstance(exc, asyncssh.SFTPPermissionDenied | PermissionError):
+        said = getattr(exc, "reason", None) or ""
+        said = f"; the server says: {escape_name(said)}" if said.strip().lower() != "permission denied" else ""
         msg = (
-            f"permission denied on the server: {user} may not {doing} {shown} ({where}). This is a permission "
-            f"problem on the server, not on this machine: ask the server's owner to let {user} {need}"
+            f"permission denied on the server: {user} may not {doing} {shown} ({where}{said}). This is a "
+            f"permission problem on the server, not on this machine: ask the server's owner to let {user} {need}"
         )
         return RemotePermissionError(msg, path=path, operation=operation, code=errno.EACCES)
     if isinstance(exc, asyncssh.SFTPNoSuchFile | asyncssh.SFTPNoSuchPath | FileNotFoundError):

@@ -20,6 +20,7 @@ import asyncssh
 import attrs
 from fsspec.asyn import get_loop, sync
 
+from truagents_import._safety import escape_name
 from truagents_import.errors import ConfigError, ConnectError, HostKeyError, UploadNameError
 from truagents_import.remote import keys
 from truagents_import.remote import upload as _upload
@@ -200,7 +201,11 @@ class Integration:
             raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from None
         except (OSError, asyncssh.Error) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}") from None
+            msg = (
+                f"cannot connect to {self.host}:{self.port}: {escape_name(str(reason))}; check `host` and `port` "
+                "(SFTP is usually port 22): `truagents-import check` shows how far the connection gets"
+            )
+            raise ConnectError(msg) from None
         quiet_lost_reads(fs.loop)
         try:
             open_session(fs)
@@ -289,7 +294,11 @@ class Integration:
             raise ConnectError(msg) from None
         except (OSError, asyncssh.Error) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}") from None
+            msg = (
+                f"cannot connect to {self.host}:{self.port}: {escape_name(str(reason))}; check `host` and `port` "
+                "(SFTP is usually port 22): `truagents-import check` shows how far the connection gets"
+            )
+            raise ConnectError(msg) from None
         if not seen_keys:
             raise ConnectError(f"{self.host}:{self.port} presented no host key")
         return seen_keys[-1]
