@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -416,3 +417,53 @@ def _strings(value: object) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
+
+
+# -- the report as people read it --------------------------------------------------------------------
+
+
+def _local_drop(tmp_path: Path, pattern: str = "contacts_*.csv") -> Path:
+    cfg = tmp_path / "truagents-import.toml"
+    cfg.write_text(LOCAL_CONFIG.replace('pattern = "contacts_*.csv"', f"pattern = '{pattern}'"))
+    (tmp_path / "inbox").mkdir()
+    return cfg
+
+
+def test_dry_run_text_says_would_import_counts_in_words_and_each_reason_once(tmp_path: Path) -> None:
+    cfg = _local_drop(tmp_path)
+    (tmp_path / "inbox" / "contacts_1.csv").write_text(
+        "Email,Name\nada@example.com,Ada\nnot-an-email,Bob\nada@example.com,Ada again\n")
+    (tmp_path / "inbox" / "contacts_2.csv").write_text("Name,Company\nAda Lovelace,Analytical\n")
+    status, out, _ = cli(cfg, "import", "--dry-run")
+    assert status == 1
+    assert "  would import inbox/contacts_1.csv  rows 3, imported 1, rejected 1, duplicates 1" in out
+    assert "  rejected   inbox/contacts_2.csv" in out
+    assert out.count("no column maps to external_id, email or phone") == 1
+    assert out.splitlines()[-1] == "total: 2 files, 4 rows, 1 imported, 2 rejected, 1 duplicate"
+    status, out, _ = cli(cfg, "import", "--dry-run", "--file", "contacts_1.csv")
+    assert out.splitlines()[-1] == "total: 1 file, 3 rows, 1 imported, 1 rejected, 1 duplicate"
+
+
+def test_preview_of_a_rejected_header_shows_how_each_column_maps(tmp_path: Path) -> None:
+    cfg = _local_drop(tmp_path)
+    (tmp_path / "inbox" / "contacts_2.csv").write_text("Name,Company\nAda Lovelace,Analytical\n")
+    status, out, _ = cli(cfg, "preview", "contacts_2.csv")
+    assert status == 1
+    assert re.search(r"^  Name +-> full_name$", out, re.MULTILINE)
+    assert "'Name' is full_name" in out
+    assert "-> ?" not in out
+    _, out, _ = cli(cfg, "preview", "contacts_2.csv", "--json")
+    assert json.loads(out)["mapping"]["Name"] == "full_name"
+
+
+def test_ls_shows_times_with_their_zone_and_patterns_as_written(tmp_path: Path) -> None:
+    cfg = _local_drop(tmp_path, pattern=r"re:contacts_\d+\.csv")
+    (tmp_path / "inbox" / "contacts_7.csv").write_text(GOOD_CSV)
+    status, out, _ = cli(cfg, "ls")
+    assert status == 0
+    assert re.search(r"^new +\d+  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  inbox/contacts_7\.csv$", out, re.MULTILINE)
+    (tmp_path / "inbox" / "contacts_7.csv").rename(tmp_path / "inbox" / "Contacts_7.CSV")
+    status, out, _ = cli(cfg, "ls")
+    assert "no files matching 're:contacts_\\d+\\.csv' in inbox" in out
+    assert "near miss: Contacts_7.CSV" in out
+    assert "no file has arrived" not in out
