@@ -194,7 +194,8 @@ def test_log_format_json_keeps_stdout_one_document(tmp_path: Path) -> None:
         2,
     )
     assert set(FILE_FIELDS) <= set(first) and first["time"].endswith("+00:00")
-    assert not logging.getLogger("truagents_import").handlers  # the handler went with the command
+    remaining = logging.getLogger("truagents_import").handlers
+    assert all(type(h) is logging.NullHandler for h in remaining)  # the command's handler went with it
 
 
 def test_log_level_on_the_command_and_nothing_by_default(tmp_path: Path) -> None:
@@ -218,3 +219,17 @@ def test_json_formatter_keeps_extra_fields_and_the_traceback() -> None:
     doc = json.loads(JSONFormatter().format(record))
     assert (doc["message"], doc["level"], doc["source"], doc["rows"]) == ("crm failed", "ERROR", "crm", 3)
     assert "ValueError: bad value" in doc["exception"]
+
+
+def test_the_library_adds_only_a_null_handler() -> None:
+    """Without an application's logging set up, the library's records go nowhere (not to stderr)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, truagents_import\n"
+        "logging.getLogger('truagents_import.pipeline.importer').warning('not shown')\n"
+        "print([type(h).__name__ for h in logging.getLogger('truagents_import').handlers])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert run.stdout.strip() == "['NullHandler']" and run.stderr == ""

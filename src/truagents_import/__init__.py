@@ -1,5 +1,6 @@
 """truagents_import: import contact CSV files from SFTP drop boxes into the sink of your choice."""
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from truagents_import.check import CheckReport, CheckStep, run_check
@@ -32,6 +33,10 @@ from truagents_import.report import FileResult, ImportReport, Problem
 from truagents_import.sinks import JSONLSink, MemorySink, SQLiteSink
 from truagents_import.source import DataSource, RemoteFile
 from truagents_import.state import StateStore
+
+# The library's records go wherever the application routes them; without that, nowhere (not to
+# Python's last-resort stderr handler): a library never configures logging itself.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 try:
     __version__ = version("truagents-import")
