@@ -9,13 +9,15 @@ and goes on with the next.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from truagents_import.errors import LocalResourceError
 
-__all__ = ["database_locked", "disk_full", "is_disk_full", "is_locked", "spool_full"]
+__all__ = ["database_locked", "disk_full", "is_disk_full", "is_locked", "spool_full", "sqlite_failures"]
 
 #: ``errno`` values that mean "no room left": the disk, or the user's quota.
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -72,3 +74,16 @@ def database_locked(what: str, path: Path | str, waited: float, setting: str) ->
         f"finish or close it, then run the import again ({setting} sets how long to wait)"
     )
     return LocalResourceError(msg, path=str(path))
+
+
+@contextlib.contextmanager
+def sqlite_failures(what: str, path: Path | str, lock_timeout: float, setting: str) -> Iterator[None]:
+    """A SQLite lock held past ``lock_timeout``, or a full disk, as the library's error naming ``what``."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if is_locked(exc):
+            raise database_locked(what, path, lock_timeout, setting) from None
+        if is_disk_full(exc):
+            raise disk_full(what, path, exc) from None
+        raise

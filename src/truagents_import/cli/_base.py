@@ -164,3 +164,10 @@ config_option = click.option(
     help="Configuration file (default: ./truagents-import.toml).",
 )
 source_option = click.option("--source", "source_name", default=None, help="Which [[sources]] entry.")
+rejects_option = click.option(
+    "--rejects",
+    "rejects_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write a CSV of rejected rows per file into this folder.",
+)

@@ -12,7 +12,15 @@ import click
 
 from truagents_import._converter import to_dict
 from truagents_import._safety import quoted
-from truagents_import.cli._base import command, config_option, emit_json, exit_status, marks, source_option
+from truagents_import.cli._base import (
+    command,
+    config_option,
+    emit_json,
+    exit_status,
+    marks,
+    rejects_option,
+    source_option,
+)
 from truagents_import.report import ImportReport, escape_name
 
 if TYPE_CHECKING:
@@ -96,13 +104,7 @@ class _ProgressBar:
 @source_option
 @click.option("--file", "files", multiple=True, help="Import just this file (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Map, validate and count; write nothing to the sink or state.")
-@click.option(
-    "--rejects",
-    "rejects_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Write a CSV of rejected rows per file into this folder.",
-)
+@rejects_option
 @click.option("--force", is_flag=True, help="Import the named files again even if already imported.")
 @command
 def import_(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from truagents_import.cli._base import config_option, emit_json, service_command
+from truagents_import.cli._base import config_option, emit_json, rejects_option, service_command
 from truagents_import.service.watch import DEFAULT_GRACE, DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
@@ -44,13 +44,7 @@ logger = logging.getLogger("truagents_import.service.watch")
     show_default=True,
     help="Seconds a file in progress may take to finish after SIGTERM; then it is abandoned uncommitted.",
 )
-@click.option(
-    "--rejects",
-    "rejects_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Write a CSV of rejected rows per file into this folder.",
-)
+@rejects_option
 @service_command
 def watch(
     config_path: Path | None,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from truagents_import._jsontext import dumps_attributes, dumps_tags
-from truagents_import._local import database_locked, disk_full, is_disk_full, is_locked
+from truagents_import._local import is_locked, sqlite_failures
 from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError
 from truagents_import.fields.contact import Contact
@@ -153,17 +153,9 @@ class SQLiteSink:
                 self._conn = self._open(wait=self.lock_timeout)
         return self._conn
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
         """A lock held past :attr:`lock_timeout`, or a full disk, as the library's error naming this database."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            if is_locked(exc):
-                raise database_locked("sqlite sink", self.path, self.lock_timeout, "[sink] lock_timeout") from None
-            if is_disk_full(exc):
-                raise disk_full("sqlite sink", self.path, exc) from None
-            raise
+        return sqlite_failures("sqlite sink", self.path, self.lock_timeout, "[sink] lock_timeout")
 
     def __repr__(self) -> str:
         return f"SQLiteSink({str(self.path)!r}, merge={self.merge!r})"

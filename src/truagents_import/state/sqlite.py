@@ -11,12 +11,11 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from truagents_import._local import database_locked, disk_full, is_disk_full, is_locked
+from truagents_import._local import sqlite_failures
 from truagents_import._log import log_claim
 from truagents_import._sqlite import connect_shared
 from truagents_import.errors import ConfigError, LocalResourceError
@@ -96,17 +95,9 @@ class StateStore:
             msg = f"state database {self.path} cannot be opened: {exc}"
             raise ConfigError(msg) from None
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
         """A lock held past :attr:`lock_timeout`, or a full disk, as the library's error naming this database."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            if is_locked(exc):
-                raise database_locked("state database", self.path, self.lock_timeout, "[state] lock_timeout") from None
-            if is_disk_full(exc):
-                raise disk_full("state database", self.path, exc) from None
-            raise
+        return sqlite_failures("state database", self.path, self.lock_timeout, "[state] lock_timeout")
 
     def close(self) -> None:
         """Close the database connection (claims still unreleased are given back if the lock allows)."""
