@@ -392,6 +392,11 @@ def profile_sqlite(bench: Bench, top: int = 20) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every wanted step, in one run; the figures."""
+    import truagents_import
+
+    # The work tree's HEAD as the run starts (nox installs the package from the work tree).
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip()  # fmt: skip
     os.environ.pop("SSH_AUTH_SOCK", None)  # never the developer's agent, in any step
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # dlt: no traffic off this machine
     data, generated = data_file(args.rows, args.seed)
@@ -411,10 +416,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "seconds" in result:
             result["rows_per_second"] = args.rows / result["seconds"]
             result["x_floor"] = result["seconds"] / floor if floor else None
-    import truagents_import
-
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()  # fmt: skip
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": commit or None,
