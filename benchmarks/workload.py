@@ -442,7 +442,8 @@ def _row(name: str, r: dict[str, Any]) -> str:
     x = f"{r['x_floor']:.1f}x" if r.get("x_floor") else "-"
     peak = f"{r['peak_mb']:.0f}"
     if r.get("processes", 1) > 1:
-        peak = f"{r['concurrent_peak_mb']:.0f}-{peak} ({r['processes']} proc.)"
+        low = f"{r['concurrent_peak_mb']:.0f}"
+        peak = f"{low + '-' if low != peak else ''}{peak} ({r['processes']} proc.)"
     return f"{name:<10}{r['seconds']:>9.2f}{r['rows_per_second']:>12,.0f}{x:>9}   {peak:<20}{r['label']}"
 
 
