@@ -332,6 +332,9 @@ BUILTIN_LAYOUTS: Final[tuple[Layout, ...]] = (
             "Connections.csv (real exports, with their 'Notes:' preamble)"
         ),
         columns=(
+            # Most connections hide their email address: the profile URL is the one identifier
+            # every row has, so it is the contact's external_id (an email, when shown, is kept too).
+            ("URL", "external_id"),
             ("First Name", "first_name"),
             ("Last Name", "last_name"),
             ("Email Address", "email"),
