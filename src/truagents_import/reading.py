@@ -370,14 +370,21 @@ class Drift:
 
     def describe(self) -> str:
         """One sentence for people: which columns appeared, disappeared or moved."""
-        parts = []
-        if self.appeared:
-            parts.append("appeared: " + ", ".join(self.appeared))
-        if self.disappeared:
-            parts.append("disappeared: " + ", ".join(self.disappeared))
-        if self.moved:
-            parts.append("moved: " + ", ".join(self.moved))
+        parts = [
+            f"{what}: {_listed(columns)}"
+            for what, columns in (("appeared", self.appeared), ("disappeared", self.disappeared), ("moved", self.moved))
+            if columns
+        ]
         return "columns changed since the last imported file (" + "; ".join(parts) + ")"
+
+
+#: How many column names a drift warning lists for each change (the report's ``drift`` has them all).
+DRIFT_LISTED = 12
+
+
+def _listed(columns: tuple[str, ...]) -> str:
+    shown = ", ".join(columns[:DRIFT_LISTED])
+    return shown if len(columns) <= DRIFT_LISTED else f"{shown} and {len(columns) - DRIFT_LISTED} more"
 
 
 def header_drift(previous: list[str] | None, current: list[str]) -> Drift | None:
