@@ -46,7 +46,7 @@ from truagents_import.report import Problem
 if TYPE_CHECKING:
     from truagents_import.source import DataSource
 
-__all__ = ["BuildSpec", "Built", "Payload", "RowBuilder", "Values", "build_chunk"]
+__all__ = ["BuildSpec", "Built", "Kept", "Payload", "RowBuilder", "Values", "build_chunk"]
 
 #: What a row becomes: the first nine fields of its contact, in :class:`Contact`'s order
 #: (external_id, email, phone, first_name, last_name, timezone, tags, unsubscribed, attributes).
@@ -75,10 +75,20 @@ class BuildSpec:
     more: tuple[tuple[str, tuple[int, ...]], ...] = ()
     #: Read phones in the region of the row's country column first (SPEC 9).
     region_from_country: bool = True
+    #: Hand back each valid row's values (to make contacts of); without it only ``(identity,)``,
+    #: all that staging needs besides the payload (the helper's answers are then much smaller).
+    keep_values: bool = True
 
     @classmethod
     def of(
-        cls, source: DataSource, header: list[str], mapping: ColumnMapping, file: str, *, sql_rows: bool = False
+        cls,
+        source: DataSource,
+        header: list[str],
+        mapping: ColumnMapping,
+        file: str,
+        *,
+        sql_rows: bool = False,
+        keep_values: bool = True,
     ) -> BuildSpec:
         """The spec of one file of ``source``."""
         region = source.default_region
@@ -102,6 +112,7 @@ class BuildSpec:
             sql_rows=sql_rows,
             more=tuple(mapping.more.items()),
             region_from_country=bool(source.phone_region_from_country),
+            keep_values=keep_values,
         )
 
 
@@ -344,18 +355,22 @@ _NO_PROBLEMS: list[Problem] = []
 #: and attributes as JSON text, unsubscribed as 1, 0 or None.
 Payload = tuple[Any, ...]
 
+#: A valid row as the helper hands it back: its values, or ``(identity,)`` when
+#: :attr:`BuildSpec.keep_values` is off.
+Kept = Values | tuple[str | None]
+
 #: A chunk of rows built: per row ``None`` (a field too large: the row was never read),
 #: its problems (a list) or its values (a tuple); the staging payload of each row with values,
 #: in order; and how many invalid values were dropped (``on_invalid = "drop_field"``).
-Built = tuple[list[list[Problem] | Values | None], list[Payload], int]
+Built = tuple[list[list[Problem] | Kept | None], list[Payload], int]
 
 
 def build_chunk(builder: RowBuilder, first: int, rows: Sequence[list[str] | None]) -> Built:
     """Build the rows of a chunk whose first row is data row ``first``; the same in either process."""
     values = builder.values
-    sql_rows = builder.spec.sql_rows
+    sql_rows, keep = builder.spec.sql_rows, builder.spec.keep_values
     dumps, tags_text, attributes_text = marshal.dumps, dumps_tags, dumps_attributes
-    out: list[list[Problem] | Values | None] = []
+    out: list[list[Problem] | Kept | None] = []
     payloads: list[Payload] = []
     dropped = builder.dropped
     for number, row in enumerate(rows, start=first):
@@ -366,10 +381,10 @@ def build_chunk(builder: RowBuilder, first: int, rows: Sequence[list[str] | None
         if built is None:
             out.append(problems)
         elif not sql_rows:
-            out.append(built)
+            out.append(built if keep else (built[0] or built[1] or built[2],))
             payloads.append((dumps(built),))
         else:
-            out.append(built)
+            out.append(built if keep else (built[0] or built[1] or built[2],))
             external_id, email, phone, first_name, last_name, timezone, tags, unsubscribed, attributes = built
             payloads.append(
                 (

@@ -289,6 +289,7 @@ class FileImport:
             batch_size=self.importer.batch_size,
             sql_rows=staging.sql_rows,
             helper=self.importer.helper_for(self.remote.size),
+            contacts=False,  # staging needs identities and payloads; plugins get contacts regardless
         )
         try:
             for batch in pipeline.batches(rows):

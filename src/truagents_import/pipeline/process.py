@@ -18,7 +18,7 @@ import attrs
 
 from truagents_import.fields.contact import Contact
 from truagents_import.fields.mapping import ColumnMapping
-from truagents_import.pipeline.builder import BuildSpec, Built, Payload, RowBuilder, Values, build_chunk
+from truagents_import.pipeline.builder import BuildSpec, Built, Kept, Payload, RowBuilder, build_chunk
 from truagents_import.pipeline.header import checked_mapping
 from truagents_import.reading import FileRejected
 from truagents_import.report import Problem
@@ -88,7 +88,8 @@ class AcceptedBatch:
     """
 
     numbers: list[int]
-    values: list[Values]
+    #: Each contact's values, or ``(identity,)`` when no contact was asked for (see ``RowPipeline``).
+    values: list[Kept]
     payloads: list[Payload]
     #: Rows of the file taken when this batch was complete (for progress reports).
     rows: int
@@ -100,6 +101,7 @@ class AcceptedBatch:
     def contacts(self) -> list[Contact]:
         """The batch's contacts (made once, on first use)."""
         if self._contacts is None:
+            assert all(len(v) > 1 for v in self.values), "this pipeline was made with contacts=False"
             make: Callable[..., Contact] = Contact  # positional: values hold the first nine fields in order
             name, file = self.source_name, self.file
             self._contacts = [make(*v, name, file, n) for v, n in zip(self.values, self.numbers, strict=True)]
@@ -107,7 +109,7 @@ class AcceptedBatch:
 
     def identities(self) -> list[str | None]:
         """Each contact's identity (external_id, else email, else phone), without making contacts."""
-        return [v[0] or v[1] or v[2] for v in self.values]
+        return [v[0] if len(v) == 1 else v[0] or v[1] or v[2] for v in self.values]
 
 
 #: Called for every rejected row, in row order: the raw row (``None`` when it was too large to
@@ -136,12 +138,17 @@ class RowPipeline:
         batch_size: int = 5000,
         sql_rows: bool = False,
         helper: ChunkHelper | None = None,
+        contacts: bool = True,
     ) -> None:
         self.source = source
         self.plugins = plugins
         self.file = file
         self.batch_size = batch_size
-        self.builder = RowBuilder(BuildSpec.of(source, header, mapping, file, sql_rows=sql_rows))
+        #: Whether a plugin (besides the built-in identity rule) validates contacts: only then, or
+        #: when the caller wants ``AcceptedBatch.contacts`` (``contacts``), are rows' values kept.
+        self._validated = plugins.validates_contacts()
+        keep = contacts or self._validated
+        self.builder = RowBuilder(BuildSpec.of(source, header, mapping, file, sql_rows=sql_rows, keep_values=keep))
         self.helper = helper
         self._on_reject = on_reject
         #: Rows taken so far, and invalid values dropped from kept rows (``on_invalid = "drop_field"``).
@@ -152,11 +159,8 @@ class RowPipeline:
         self._wide = len(header) > WIDE_COLUMNS
         self._chars = 0
         self._batch_chars = 0
-        #: Whether a plugin (besides the built-in identity rule) validates contacts: only then are
-        #: contact objects made for every row.
-        self._validated = plugins.validates_contacts()
         self._numbers: list[int] = []
-        self._values: list[Values] = []
+        self._values: list[Kept] = []
         self._raw: list[list[str] | None] = []
         self._payloads: list[Payload] = []
         self._pending: deque[tuple[int, list[list[str] | None], Built | None]] = deque()
