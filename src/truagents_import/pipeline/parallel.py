@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import marshal
 import os
 import pickle
 import queue
@@ -29,6 +30,7 @@ except ImportError:  # not on POSIX
 
 from truagents_import.pipeline.builder import BuildSpec, Built, RowBuilder, build_chunk
 from truagents_import.pipeline.process import HelperGone
+from truagents_import.report import Problem
 
 __all__ = ["PARALLEL_MIN_BYTES", "Worker", "fewer_collections", "usable_cpus", "worker_main"]
 
@@ -108,6 +110,8 @@ class Worker:
         self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="truagents-import-worker-feed", daemon=True)
         self._writer.start()
+        #: The spec of the chunks sent last (sent once, with the first chunk that uses it).
+        self._spec: BuildSpec | None = None
         #: Chunks sent and not yet answered.
         self.in_flight = 0
         self.broken = False
@@ -139,8 +143,8 @@ class Worker:
     def _read_answer(self) -> tuple[str, Any]:
         try:
             size = int.from_bytes(self._read_exactly(8), "little")
-            status, answer = pickle.loads(self._read_exactly(size))  # noqa: S301  (our own child, private pipe)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError, HelperGone) as exc:
+            status, answer = marshal.loads(self._read_exactly(size))  # noqa: S302  (our own child, private pipe)
+        except (OSError, ValueError, EOFError, TypeError, HelperGone) as exc:
             self.broken = True
             raise HelperGone from exc
         return str(status), answer
@@ -168,8 +172,11 @@ class Worker:
         return self._ready and not self.broken
 
     def submit(self, spec: BuildSpec, first: int, rows: list[list[str] | None]) -> None:
-        """Send a chunk whose first row is data row ``first``."""
-        self._requests.put(pickle.dumps((spec, first, rows), protocol=5))
+        """Send a chunk whose first row is data row ``first`` (the spec only when it changed)."""
+        blob = None
+        if spec is not self._spec:
+            self._spec, blob = spec, pickle.dumps(spec, protocol=5)
+        self._requests.put(marshal.dumps((blob, first, rows)))
         self.in_flight += 1
 
     def receive(self) -> Built:
@@ -181,8 +188,11 @@ class Worker:
         if status != "ok":
             self.broken = True
             raise HelperGone(answer)
-        built: Built = answer
-        return built
+        out, payloads, dropped = answer
+        for i, kept in enumerate(out):
+            if kept.__class__ is list:  # a rejected row's problems, as tuples on the wire
+                out[i] = [Problem(*problem) for problem in kept]
+        return out, payloads, dropped
 
     def close(self) -> None:
         """Stop the worker (at once when answers are still owed: nobody will read them)."""
@@ -199,14 +209,18 @@ class Worker:
 
 
 def worker_main() -> None:
-    """The worker process: build each chunk read from stdin and answer it on stdout, until stdin closes."""
+    """The worker process: build each chunk read from stdin and answer it on stdout, until stdin closes.
+
+    Requests and answers are ``marshal`` data (the fastest to write and read back of the stdlib's
+    formats, and enough for rows of strings); the spec travels as a pickle, once per file.
+    """
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write on the answer stream
     gc.set_threshold(_GC_THRESHOLD0, *gc.get_threshold()[1:])
-    builders: dict[BuildSpec, RowBuilder] = {}
+    builder: RowBuilder | None = None
 
-    def answer(message: tuple[str, object]) -> None:
-        out = pickle.dumps(message, protocol=5)
+    def answer(message: tuple[str, Any]) -> None:
+        out = marshal.dumps(message)
         stdout.write(len(out).to_bytes(8, "little"))
         stdout.write(out)
         stdout.flush()
@@ -218,12 +232,16 @@ def worker_main() -> None:
         if len(data) < size:
             break
         try:
-            spec, first, rows = pickle.loads(data)  # noqa: S301  (from our parent, over a private pipe)
-            builder = builders.get(spec)
-            if builder is None:
-                if len(builders) >= 4:
-                    builders.clear()
-                builder = builders[spec] = RowBuilder(spec)
-            answer(("ok", build_chunk(builder, first, rows)))
+            blob, first, rows = marshal.loads(data)  # noqa: S302  (from our parent, over a private pipe)
+            if blob is not None:
+                builder = RowBuilder(pickle.loads(blob))  # noqa: S301  (from our parent, over a private pipe)
+            assert builder is not None, "a chunk came before its spec"
+            out, payloads, dropped = build_chunk(builder, first, rows)
+            wire = [[_problem_tuple(p) for p in kept] if kept.__class__ is list else kept for kept in out]
+            answer(("ok", (wire, payloads, dropped)))
         except Exception as exc:  # the importer builds this chunk itself, and sees the error there
             answer(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _problem_tuple(problem: Problem) -> tuple[str, str, str | None, int | None, str | None]:
+    return (problem.code, problem.message, problem.column, problem.row, problem.value)
