@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "plural",
     "MASK",
     "TEMPORARY_SUFFIXES",
     "is_temporary",
@@ -141,3 +142,8 @@ def mask_values(text: str, values: Iterable[str]) -> str:
     for value in sorted((v for v in values if v), key=len, reverse=True):
         text = text.replace(value, MASK)
     return text
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

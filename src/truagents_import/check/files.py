@@ -17,7 +17,7 @@ import asyncssh
 import attrs
 
 from truagents_import._safety import escape_name, quoted
-from truagents_import._text import is_temporary, listed_time, parse_duration
+from truagents_import._text import is_temporary, listed_time, parse_duration, plural
 from truagents_import.check.context import CheckContext, Skip
 from truagents_import.check.near import near_misses
 from truagents_import.check.report import CheckStep
@@ -65,7 +65,7 @@ def folder(ctx: CheckContext) -> CheckStep:
     ctx.entries = entries
     n_files = sum(1 for e in entries if e.get("type") == "file")
     n_dirs = sum(1 for e in entries if e.get("type") == "directory")
-    return CheckStep("folder", "pass", f"{path} can be listed: {n_files} files, {n_dirs} folders")
+    return CheckStep("folder", "pass", f"{path} can be listed: {plural(n_files, 'file')}, {plural(n_dirs, 'folder')}")
 
 
 def _open_listing(ctx: CheckContext) -> CheckStep | None:

@@ -12,6 +12,7 @@ import click
 
 from truagents_import._converter import to_dict
 from truagents_import._safety import quoted
+from truagents_import._text import plural
 from truagents_import.cli._base import (
     command,
     config_option,
@@ -65,11 +66,6 @@ def print_report(report: ImportReport) -> None:
         f"total: {plural(t.files, 'file')}, {plural(t.rows, 'row')}, {t.imported} imported, {t.rejected} rejected, "
         f"{plural(t.duplicates, 'duplicate')}"
     )
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 file``, ``2 files``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class _ProgressBar:
