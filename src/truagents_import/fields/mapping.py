@@ -137,11 +137,6 @@ class ColumnMapping:
         """Whether a column feeds ``external_id``, ``email`` or ``phone``."""
         return any(f in self.fields for f in IDENTITY_FIELDS)
 
-    def columns_of(self, field: str) -> tuple[int, ...]:
-        """Every column of ``field``, first choice first (none when it is not mapped)."""
-        first = self.fields.get(field)
-        return () if first is None else (first, *self.more.get(field, ()))
-
 
 #: Targets a column can have besides the contact fields: ``full_name`` (split into first and
 #: last name), ``subscribed`` (a consent column, the negation of ``unsubscribed``) and

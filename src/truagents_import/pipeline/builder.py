@@ -19,7 +19,6 @@ import attrs
 
 from truagents_import._jsontext import dumps_attributes, dumps_tags
 from truagents_import.fields.contact import (
-    Contact,
     FieldError,
     infer_timezone,
     normalise_email,
@@ -162,25 +161,11 @@ class RowBuilder:
         #: Invalid values dropped from rows that were kept (``on_invalid = "drop_field"``).
         self.dropped = 0
 
-    @classmethod
-    def for_file(
-        cls, source: DataSource, header: list[str], mapping: ColumnMapping, file: str, *, sql_rows: bool = False
-    ) -> RowBuilder:
-        """The builder for one file of ``source``."""
-        return cls(BuildSpec.of(source, header, mapping, file, sql_rows=sql_rows))
-
     def _problem(self, exc: FieldError, index: int, number: int, raw: str) -> Problem:
         return Problem(code=exc.code, message=exc.message, column=self.header[index], row=number, value=raw)
 
-    def build(self, row: list[str], number: int) -> tuple[Contact | None, list[Problem]]:
-        """The contact of data row ``number`` (counted from 1), or ``None`` and why not."""
-        values, problems = self.values(row, number)
-        if values is None:
-            return None, problems
-        return Contact(*values, self.source_name, self.file, number), problems
-
     def values(self, row: list[str], number: int) -> tuple[Values | None, list[Problem]]:
-        """:meth:`build` without the :class:`Contact`: its first nine fields, or ``None`` and why not."""
+        """The first nine fields of data row ``number``'s contact (counted from 1), or ``None`` and why not."""
         if len(row) != self.width:
             message = f"{len(row)} fields where the header has {self.width}"
             return None, [Problem(code="ragged_row", message=message, row=number)]
