@@ -233,3 +233,28 @@ def test_the_library_adds_only_a_null_handler() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert run.stdout.strip() == "['NullHandler']" and run.stderr == ""
+
+
+def test_a_dropped_download_is_retried_with_a_record(
+    sftp_server: Any, key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SPEC 11: one record per retry; the file's name escaped, no secret."""
+    import getpass
+
+    from truagents_import import DataSource, Importer, Integration, MemorySink
+
+    inbox = sftp_server.root / "inbox"
+    inbox.mkdir()
+    (inbox / "big\u202e.csv").write_text(
+        "email,note\n" + "".join(f"u{i}@example.com,{'x' * 100}\n" for i in range(20_000)), encoding="utf-8"
+    )
+    integration = Integration(host=sftp_server.host, port=sftp_server.port, username=getpass.getuser(),
+                              private_key=key_file, host_key=sftp_server.host_key_fingerprint)  # fmt: skip
+    source = DataSource(name="drops", path="/inbox", min_age=0, integration=integration)
+    sftp_server.drop_after_bytes = 500_000  # every connection drops: the retry fails too
+    with caplog.at_level(logging.WARNING, logger="truagents_import"), Importer(source, MemorySink()) as importer:
+        [result] = importer.run().files
+    assert result.status == "failed"
+    [retry] = [r for r in caplog.records if getattr(r, "retry", None) == 1]
+    assert retry.name == "truagents_import.pipeline.fetch" and retry.source == "drops"  # type: ignore[attr-defined]
+    assert retry.file == "/inbox/big\\u202e.csv" and "\u202e" not in retry.getMessage()  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ connection when the server dropped the old one (SFTP-NOTES: a dead sshfs instanc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from truagents_import._safety import escape_name
 from truagents_import.reading import Shape, open_rows
 
 if TYPE_CHECKING:
     from truagents_import.source import DataSource, RemoteFile
 
 __all__ = ["CONNECTION_ERRORS", "download", "open_local_rows"]
+
+logger = logging.getLogger(__name__)
 
 #: Errors of a connection that died under us: the download is tried once more on a new one.
 CONNECTION_ERRORS = (
@@ -39,9 +43,17 @@ def download(
     """Copy ``remote`` to ``dest`` and return its sha256, reconnecting once if the connection had died."""
     try:
         return source.download(remote, dest, progress)
-    except CONNECTION_ERRORS:
+    except CONNECTION_ERRORS as exc:
         if source.integration is None:
             raise
+        path = escape_name(remote if isinstance(remote, str) else remote.path)
+        logger.warning(
+            "%s: the connection dropped while downloading %s (%s); retrying once on a new connection",
+            source.name,
+            path,
+            type(exc).__name__,
+            extra={"source": source.name, "file": path, "retry": 1},
+        )
         source.integration.reconnect()
         return source.download(remote, dest, progress)
 
