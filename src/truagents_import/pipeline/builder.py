@@ -197,14 +197,9 @@ class RowBuilder:
         i = self._unsubscribed
         raw = "" if i is None else row[i].strip()
         unsubscribed = checked(normalise_opt_out, raw, i, number, bad) if raw else None
-        if bad:
-            if not self.drop_invalid:
-                return None, bad
-            if external_id is None and email is None and phone is None and (lost := _identity_lost(bad, number)):
-                return None, [lost]
-            self.dropped += len(bad)
-        if external_id is None and email is None and phone is None:
-            return None, [missing_identity(number)]
+        refused = self._refused(bad, number, external_id is not None or email is not None or phone is not None)
+        if refused is not None:
+            return None, refused
         i = self._tags
         values = (
             external_id,
@@ -218,6 +213,16 @@ class RowBuilder:
             {name: row[index] for name, index in self.attributes},
         )
         return values, _NO_PROBLEMS
+
+    def _refused(self, bad: list[Problem], number: int, identified: bool) -> list[Problem] | None:
+        """Why a built row is rejected, or None to keep it (its invalid values dropped with ``drop_field``)."""
+        if bad:
+            if not self.drop_invalid:
+                return bad
+            if not identified and (lost := _identity_lost(bad, number)):
+                return [lost]
+            self.dropped += len(bad)
+        return None if identified else [missing_identity(number)]
 
     def _checked(
         self, normalise: Callable[[str], Any], raw: str, index: int | None, number: int, bad: list[Problem]
@@ -286,14 +291,9 @@ class RowBuilder:
         else:
             unsubscribed = take("subscribed", normalise_consent)
         tags = _first_cell(row, columns.get("tags", ()), left)
-        if bad:
-            if not self.drop_invalid:
-                return None, bad
-            if external_id is None and email is None and phone is None and (lost := _identity_lost(bad, number)):
-                return None, [lost]
-            self.dropped += len(bad)
-        if external_id is None and email is None and phone is None:
-            return None, [missing_identity(number)]
+        refused = self._refused(bad, number, external_id is not None or email is not None or phone is not None)
+        if refused is not None:
+            return None, refused
         attributes = {name: row[index] for name, index in self.attributes}
         for index, text in left:
             attributes[header[index]] = text
