@@ -16,7 +16,7 @@ from phonenumbers import timezone as phone_timezone
 
 from truagents_import.errors import FieldError
 
-__all__ = ["infer_timezone", "normalise_bool", "normalise_tags", "normalise_timezone", "split_full_name"]
+__all__ = ["infer_timezone", "normalise_bool", "normalise_tags", "normalise_timezone", "read_flag", "split_full_name"]
 
 #: Names in the zoneinfo folder that are not IANA time zones for people (``localtime`` is the
 #: machine's own setting, ``Factory`` means "not set").
@@ -94,14 +94,20 @@ def normalise_bool(value: str) -> bool | None:
 
     Raises :class:`FieldError` with code ``invalid_unsubscribed`` (the only boolean field).
     """
+    return read_flag(value, _TRUE, _FALSE, "expected true/false, yes/no, y/n or 1/0 (any case), or empty for unknown")
+
+
+def read_flag(value: str, true: frozenset[str], false: frozenset[str], expected: str) -> bool | None:
+    """``value`` (any case, stripped) as True when it is one of ``true``, False for ``false``, None when
+    empty; otherwise :class:`FieldError` ``invalid_unsubscribed`` saying what was ``expected``."""
     v = value.strip().lower()
     if not v:
         return None
-    if v in _TRUE:
+    if v in true:
         return True
-    if v in _FALSE:
+    if v in false:
         return False
-    raise FieldError("invalid_unsubscribed", "expected true/false, yes/no, y/n or 1/0 (any case), or empty for unknown")
+    raise FieldError("invalid_unsubscribed", expected)
 
 
 def split_full_name(value: str) -> tuple[str | None, str | None]:

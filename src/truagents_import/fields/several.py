@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from truagents_import.errors import FieldError
+from truagents_import.fields.normalise import read_flag
 from truagents_import.fields.phone import normalise_phone
 
 __all__ = [
@@ -112,23 +113,9 @@ _EXPECTED = "expected true/false, yes/no, y/n, 1/0, subscribed/unsubscribed (any
 
 def normalise_opt_out(value: str) -> bool | None:
     """An opt-out column's value: True means unsubscribed (``TRUE``, ``yes``, ``unsubscribed``, ``cleaned``...)."""
-    v = value.strip().lower()
-    if not v:
-        return None
-    if v in _OPT_OUT_TRUE:
-        return True
-    if v in _OPT_OUT_FALSE:
-        return False
-    raise FieldError("invalid_unsubscribed", _EXPECTED)
+    return read_flag(value, _OPT_OUT_TRUE, _OPT_OUT_FALSE, _EXPECTED)
 
 
 def normalise_consent(value: str) -> bool | None:
     """A consent column's value, as ``unsubscribed``: consent given (``yes``, ``subscribed``) is False."""
-    v = value.strip().lower()
-    if not v:
-        return None
-    if v in _CONSENT_TRUE:
-        return False
-    if v in _CONSENT_FALSE:
-        return True
-    raise FieldError("invalid_unsubscribed", _EXPECTED)
+    return read_flag(value, _CONSENT_FALSE, _CONSENT_TRUE, _EXPECTED)  # consent given is not unsubscribed
