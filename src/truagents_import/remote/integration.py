@@ -191,21 +191,8 @@ class Integration:
                 "public key to the server's authorized_keys (`truagents-import keygen` prints the line)"
             )
             raise ConnectError(msg) from None
-        except TimeoutError:
-            msg = (
-                f"{self.host}:{self.port} did not answer within {self.connect_timeout:g} s; "
-                "check host, port and firewall"
-            )
-            raise ConnectError(msg) from None
-        except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from None
         except (OSError, asyncssh.Error) as exc:
-            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-            msg = (
-                f"cannot connect to {self.host}:{self.port}: {escape_name(str(reason))}; check `host` and `port` "
-                "(SFTP is usually port 22): `truagents-import check` shows how far the connection gets"
-            )
-            raise ConnectError(msg) from None
+            raise self._unreachable(exc) from None
         quiet_lost_reads(fs.loop)
         try:
             open_session(fs)
@@ -254,6 +241,21 @@ class Integration:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _unreachable(self, exc: OSError | asyncssh.Error) -> ConnectError:
+        """The error for a server that could not be reached: a name that does not resolve, no answer, refused."""
+        if isinstance(exc, socket.gaierror):
+            return ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}")
+        if isinstance(exc, TimeoutError):
+            return ConnectError(
+                f"{self.host}:{self.port} did not answer within {self.connect_timeout:g} s; "
+                "check host, port and firewall"
+            )
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        return ConnectError(
+            f"cannot connect to {self.host}:{self.port}: {escape_name(str(reason))}; check `host` and `port` "
+            "(SFTP is usually port 22): `truagents-import check` shows how far the connection gets"
+        )
+
     def host_public_key(self) -> asyncssh.SSHKey:
         """Connect only far enough to learn the server's host key (no authentication, no trust).
 
@@ -284,21 +286,8 @@ class Integration:
             sync(get_loop(), probe)
         except asyncssh.HostKeyNotVerifiable:
             pass
-        except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from None
-        except TimeoutError:
-            msg = (
-                f"{self.host}:{self.port} did not answer within {self.connect_timeout:g} s; "
-                "check host, port and firewall"
-            )
-            raise ConnectError(msg) from None
         except (OSError, asyncssh.Error) as exc:
-            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-            msg = (
-                f"cannot connect to {self.host}:{self.port}: {escape_name(str(reason))}; check `host` and `port` "
-                "(SFTP is usually port 22): `truagents-import check` shows how far the connection gets"
-            )
-            raise ConnectError(msg) from None
+            raise self._unreachable(exc) from None
         if not seen_keys:
             raise ConnectError(f"{self.host}:{self.port} presented no host key")
         return seen_keys[-1]
