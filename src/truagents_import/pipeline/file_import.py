@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import asyncssh
 import attrs
 
+from truagents_import._converter import to_dict
 from truagents_import._local import is_disk_full, spool_full
 from truagents_import.errors import ConnectError, LocalResourceError, PluginError
 from truagents_import.fields.mapping import ColumnMapping
@@ -246,7 +247,7 @@ class FileImport:
         try:
             drift = header_drift(self.importer.state.last_header(self.source.name), layout.header)
             if drift is not None:
-                result.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+                result.drift = to_dict(drift)
                 if self.source.on_drift == "reject":
                     raise FileRejected("schema_drift", drift.describe() + "; on_drift = 'reject'")
                 result.warnings.append(drift.describe())

@@ -134,7 +134,7 @@ def _preview_rows(
         out.header = layout.header
         drift = header_drift(None if state is None else state.last_header(source.name), layout.header)
         if drift is not None:
-            out.drift = {k: list(v) for k, v in attrs.asdict(drift).items()}
+            out.drift = to_dict(drift)
             out.warnings.append(drift.describe())
         try:
             mapping = checked_mapping(layout.header, plugins, source, out.path)
