@@ -30,6 +30,7 @@ from truagents_import.pipeline.preview import Preview, preview_file
 from truagents_import.pipeline.read import read_contacts
 from truagents_import.plugins import Plugins
 from truagents_import.remote.integration import Integration
+from truagents_import.remote.sftp import SFTP_BLOCK_SIZE
 
 if TYPE_CHECKING:
     from truagents_import.check.report import CheckReport
@@ -361,7 +362,7 @@ class DataSource:
         path = file.path if isinstance(file, RemoteFile) else file
         fs = self.filesystem()
         digest = hashlib.sha256()
-        kwargs = {"block_size": 261120} if self.integration is not None else {}
+        kwargs = {"block_size": SFTP_BLOCK_SIZE} if self.integration is not None else {}
         done = 0
         with fs.open(path, "rb", **kwargs) as src, dest.open("wb") as out:
             while chunk := src.read(_READ_CHUNK):

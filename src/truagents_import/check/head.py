@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from truagents_import.errors import FileRejected
+from truagents_import.remote.sftp import SFTP_BLOCK_SIZE
 
 __all__ = ["HEAD_BYTES", "Head", "cut_at_line", "download_head"]
 
@@ -22,8 +23,6 @@ __all__ = ["HEAD_BYTES", "Head", "cut_at_line", "download_head"]
 HEAD_BYTES = 2 << 20
 #: How much a cut gzip head is inflated to, at most.
 _HEAD_INFLATED = 4 * HEAD_BYTES
-#: Bytes per SFTP read request (as :meth:`DataSource.download` reads).
-_SFTP_BLOCK = 261120
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -43,7 +42,7 @@ def download_head(fs: Any, path: str, local: Path, *, remote: bool) -> Head:
 
     :raises FileRejected: a cut gzip stream that cannot be inflated (``undecodable``).
     """
-    kwargs = {"block_size": _SFTP_BLOCK} if remote else {}
+    kwargs = {"block_size": SFTP_BLOCK_SIZE} if remote else {}
     with fs.open(path, "rb", **kwargs) as src:
         data = src.read(HEAD_BYTES + 1)
     truncated = len(data) > HEAD_BYTES
