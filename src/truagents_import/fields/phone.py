@@ -108,7 +108,9 @@ class _NumberPatterns:
         self._metadata = metadata
         self._by_length: dict[int, _Match | None] = {}
 
-    def _for_length(self, length: int) -> _Match | None:
+    def patterns(self, length: int) -> tuple[str, list[str]] | None:
+        """The general pattern and the type patterns a number of ``length`` digits may match
+        (``None``: no number of that length has a known type)."""
         md = self._metadata
         general = md.general_desc
         if general is None or not general.national_number_pattern:
@@ -124,14 +126,19 @@ class _NumberPatterns:
             if desc.possible_length and length not in desc.possible_length:
                 continue
             patterns.append(desc.national_number_pattern)
-        if not patterns:
+        return (general.national_number_pattern, patterns) if patterns else None
+
+    def _for_length(self, length: int) -> _Match | None:
+        found = self.patterns(length)
+        if found is None:
             return None
-        whole = [general.national_number_pattern, *patterns]
+        general_pattern, patterns = found
+        whole = [general_pattern, *patterns]
         if any(_NOT_JOINABLE.search(p) for p in whole):
             general_match, type_match = _any_of(whole[:1]), _any_of(patterns)
             return lambda nsn: (general_match(nsn) is not None and type_match(nsn) is not None) or None
         types = "|".join(f"(?:{p})" for p in patterns)
-        return re.compile(f"(?=(?:{general.national_number_pattern})\\Z)(?:{types})").fullmatch
+        return re.compile(f"(?=(?:{general_pattern})\\Z)(?:{types})").fullmatch
 
     def known(self, nsn: str) -> bool:
         """``_number_type_helper(nsn, metadata) != PhoneNumberType.UNKNOWN``."""
@@ -163,30 +170,31 @@ class _CountryCode:
         national = None if parsing is None else parsing.national_prefix_for_parsing
         #: After ``+<code>``, the starts that need phonenumbers: a leading zero, or the national
         #: prefix phonenumbers would strip.
-        self.refuse = _starts_with_any(["0", national] if national else ["0"])
+        self.refuse_patterns = ["0", national] if national else ["0"]
+        self.refuse = _starts_with_any(self.refuse_patterns)
         regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
-        self._single = len(regions) == 1
+        self.single = len(regions) == 1
         #: (region, its leading-digits pattern, its patterns, whether it may be the answer).
-        self._regions: list[tuple[str, re.Pattern[str] | None, _NumberPatterns, bool]] = []
+        self.regions: list[tuple[str, re.Pattern[str] | None, _NumberPatterns, bool]] = []
         for region in regions:
             md = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region.upper())
-            if self._single:
+            if self.single:
                 if md is not None:
                     ok = region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY or md.country_code == code
-                    self._regions.append((region, None, _NumberPatterns(md), ok))
+                    self.regions.append((region, None, _NumberPatterns(md), ok))
                 break
             if md is None:
                 continue
             leading = None if md.leading_digits is None else re.compile(md.leading_digits)
-            self._regions.append((region, leading, _NumberPatterns(md), md.country_code == code))
+            self.regions.append((region, leading, _NumberPatterns(md), md.country_code == code))
         #: Whether this agrees with phonenumbers on the samples (else numbers of this code go to phonenumbers).
         self.trusted = self._agrees_with_phonenumbers()
 
     def valid(self, nsn: str) -> bool:
         """Whether ``+<code><nsn>`` is valid (``nsn`` has no leading zero)."""
-        if self._single:
-            return bool(self._regions) and self._regions[0][3] and self._regions[0][2].known(nsn)
-        for _region, leading, patterns, ok in self._regions:
+        if self.single:
+            return bool(self.regions) and self.regions[0][3] and self.regions[0][2].known(nsn)
+        for _region, leading, patterns, ok in self.regions:
             if leading is not None:
                 if leading.match(nsn):
                     return ok and patterns.known(nsn)
@@ -255,6 +263,8 @@ class _NationalReading:
     refuse: _Match
     metadata: Any
     national_prefix: _Match | None
+    #: The patterns behind ``refuse`` (its own country code, its international prefix).
+    refuse_patterns: tuple[str, ...] = ()
 
     def nsn(self, digits: str) -> str | None:
         """The national significant number parse finds in ``digits``, when this is certain; else None."""
@@ -281,7 +291,7 @@ def _national_reading(region: str) -> _NationalReading | None:
     if md.international_prefix is not None:
         starts.append(md.international_prefix)
     national = re.compile(md.national_prefix_for_parsing).match if md.national_prefix_for_parsing else None
-    return _NationalReading(country, _starts_with_any(starts), md, national)
+    return _NationalReading(country, _starts_with_any(starts), md, national, tuple(starts))
 
 
 def _plain_phone(value: str, region: str | None) -> str | None:
@@ -345,15 +355,20 @@ def normalise_phone(value: str, region: str | None) -> str:
                 hint = f"; default_region {region!r} is not a region code phonenumbers knows (e.g. 'US', 'GB')"
         raise FieldError("invalid_phone", f"not a valid phone number: {reason}{hint}") from None
     if not phonenumbers.is_valid_number(number):
-        code = number.country_code or 0
-        main_region = phonenumbers.region_code_for_country_code(code)
-        where = f"+{code}" + (f" ({main_region})" if main_region != phonenumbers.UNKNOWN_REGION else "")
-        reason = _LENGTH_ERRORS.get(phonenumbers.is_possible_number_with_reason(number), "no such numbers are in use")
-        hint = ""
-        if region and not value.lstrip().startswith("+"):
-            hint = f" (read as a {region} number; numbers from elsewhere need +<country code>)"
-        raise FieldError("invalid_phone", f"not a valid {where} phone number: {reason}{hint}")
+        raise invalid_phone(number, value, region)
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def invalid_phone(number: phonenumbers.PhoneNumber, value: str, region: str | None) -> FieldError:
+    """The refusal of ``value``, read in ``region`` as ``number``, which is not a valid number."""
+    code = number.country_code or 0
+    main_region = phonenumbers.region_code_for_country_code(code)
+    where = f"+{code}" + (f" ({main_region})" if main_region != phonenumbers.UNKNOWN_REGION else "")
+    reason = _LENGTH_ERRORS.get(phonenumbers.is_possible_number_with_reason(number), "no such numbers are in use")
+    hint = ""
+    if region and not value.lstrip().startswith("+"):
+        hint = f" (read as a {region} number; numbers from elsewhere need +<country code>)"
+    return FieldError("invalid_phone", f"not a valid {where} phone number: {reason}{hint}")
 
 
 def prepare_phone_parsing() -> None:
