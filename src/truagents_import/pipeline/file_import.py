@@ -22,6 +22,7 @@ from truagents_import._local import is_disk_full, spool_full
 from truagents_import.errors import ConnectError, LocalResourceError, PluginError
 from truagents_import.fields.mapping import ColumnMapping
 from truagents_import.manifest import Manifest, check_content, check_rows
+from truagents_import.pipeline.columnar_run import stage_columns
 from truagents_import.pipeline.fetch import download, open_local_rows
 from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.parallel import fewer_collections
@@ -183,7 +184,7 @@ class FileImport:
                 mapping = self._mapping(layout, rows)
                 if importer.rejects_dir is not None or self.source.feedback is not None:
                     rejects = Rejects(self.spool / f"{self.index}.rejects.csv", header)
-                self._stage(rows, layout, mapping, staging, rejects)
+                self._stage(local, rows, layout, mapping, staging, rejects)
             if isinstance(manifest, Manifest):
                 check_rows(manifest, result.rows)  # before the sink sees any of it
             result.imported = staging.count()
@@ -264,13 +265,15 @@ class FileImport:
 
     def _stage(
         self,
+        local: Path,
         rows: Iterator[list[str] | None],
         layout: Shape,
         mapping: ColumnMapping,
         staging: Staging,
         rejects: Rejects | None,
     ) -> None:
-        """Run every row through the row pipeline; stage the accepted contacts, record the rejected rows."""
+        """Run every row through the columnar path when the file allows it, else the row pipeline; stage
+        the accepted contacts, record the rejected rows."""
         result, file, name = self.result, self.remote.path, self.source.name
 
         def reject(row: list[str] | None, problems: list[Problem]) -> None:
@@ -280,6 +283,19 @@ class FileImport:
             if rejects is not None:
                 rejects.add(row or [], problems[0])
 
+        if local.stat().st_size >= self.importer.columnar_min_bytes:
+            plugins = self.importer.plugins
+            dropped = stage_columns(self.source, file, local, layout, mapping, staging, plugins, reject, self._tick)
+            if dropped is not None:
+                if dropped:
+                    result.warnings.append(f"{dropped} invalid values dropped (on_invalid = drop_field)")
+                return
+            # Not for the columnar path after all: nothing it staged or rejected counts.
+            staging.clear()
+            if rejects is not None:
+                rejects.clear()
+            result.rows = result.rejected = 0
+            result.problems.clear()
         pipeline = RowPipeline(
             self.source,
             layout.header,
@@ -301,6 +317,11 @@ class FileImport:
             result.rows = pipeline.rows
         if pipeline.dropped:
             result.warnings.append(f"{pipeline.dropped} invalid values dropped (on_invalid = drop_field)")
+
+    def _tick(self, rows: int) -> None:
+        self.result.rows = rows
+        if self.progress is not None:
+            self.progress(Progress(self.remote.path, "rows", rows=rows))
 
     def _deliver(self, staging: Staging) -> None:
         """Hand the staged contacts to the sink and commit; on failure roll the sink back and blame it."""

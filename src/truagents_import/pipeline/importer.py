@@ -24,6 +24,7 @@ from truagents_import._log import log_file_outcome
 from truagents_import._safety import quoted
 from truagents_import.errors import ConfigError
 from truagents_import.hookspecs import Sink
+from truagents_import.pipeline.columnar_run import COLUMNAR_MIN_BYTES
 from truagents_import.pipeline.feedback import write_feedback
 from truagents_import.pipeline.file_import import FileImport, Progress, ProgressCallback
 from truagents_import.pipeline.parallel import PARALLEL_MIN_BYTES, Worker, usable_cpus
@@ -84,6 +85,8 @@ class Importer:
         self._worker: Worker | None = None
         #: Files at least this large (bytes) are built with the helper's help (tests lower it).
         self._parallel_min_bytes = PARALLEL_MIN_BYTES
+        #: Files at least this large (bytes) take the columnar path when their shape allows (tests lower it).
+        self.columnar_min_bytes = COLUMNAR_MIN_BYTES
 
     @classmethod
     def from_config(
@@ -145,7 +148,7 @@ class Importer:
         todo = self._select(listing, files, report)
         for looked_at in report.files:  # already imported, incomplete, not found: one DEBUG record each
             log_file_outcome(logger, self.source.name, looked_at)
-        if any(f.size >= self._parallel_min_bytes for f in todo):
+        if any(self._parallel_min_bytes <= f.size < self.columnar_min_bytes for f in todo):
             self._start_worker()  # now, so that it starts up while the first file downloads
         try:
             with tempfile.TemporaryDirectory(prefix="truagents-import-") as spool:

@@ -38,7 +38,8 @@ class Rejects:
         self.path = path
         self._file = path.open("w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._file)
-        self._writer.writerow([neutralise_cell(h) for h in header] + ["_row", "_code", "_column", "_message"])
+        self._header = [neutralise_cell(h) for h in header] + ["_row", "_code", "_column", "_message"]
+        self._writer.writerow(self._header)
         self._width = len(header)
         self.count = 0
 
@@ -56,6 +57,13 @@ class Rejects:
         ]
         self._writer.writerow(head + meta + extra)
         self.count += 1
+
+    def clear(self) -> None:
+        """Forget every rejected row written so far (the file is read again from its first row)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._writer.writerow(self._header)
+        self.count = 0
 
     def close(self) -> None:
         self._file.close()

@@ -66,6 +66,11 @@ class Staging:
         self._db.executemany(self._insert, rows)
         self.added += len(rows)
 
+    def clear(self) -> None:
+        """Forget every staged row (the file is staged again from its first row)."""
+        self._db.execute("DELETE FROM staged")
+        self.added = 0
+
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM staged").fetchone()[0])
 

@@ -1,0 +1,70 @@
+"""One file staged through the columnar path (:mod:`.columnar`), or a clear "read it row by row".
+
+Kept apart from :mod:`.columnar` so that importing the importer does not import Arrow: only a file
+large enough for the columnar path does (about a tenth of a second, once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from truagents_import._safety import escape_name
+from truagents_import.pipeline.builder import BuildSpec
+from truagents_import.report import Problem
+
+if TYPE_CHECKING:
+    from truagents_import.fields.mapping import ColumnMapping
+    from truagents_import.pipeline.staging import Staging
+    from truagents_import.plugins import Plugins
+    from truagents_import.reading import Shape
+    from truagents_import.source import DataSource
+
+__all__ = ["COLUMNAR_MIN_BYTES", "stage_columns"]
+
+logger = logging.getLogger(__name__)
+
+#: Files at least this large (bytes) take the columnar path when their shape allows; smaller ones are
+#: read row by row (for a few thousand rows the columnar path's fixed costs are not worth it).
+COLUMNAR_MIN_BYTES = 4 << 20
+
+
+def stage_columns(
+    source: DataSource,
+    file: str,
+    local: Path,
+    shape: Shape,
+    mapping: ColumnMapping,
+    staging: Staging,
+    plugins: Plugins,
+    reject: Callable[[list[str] | None, list[Problem]], None],
+    tick: Callable[[int], None],
+) -> int | None:
+    """Stage the valid rows of ``file`` (fetched as ``local``) through the columnar path and hand its
+    rejected rows to ``reject``, in row order; ``tick(rows)`` after each batch. Returns how many invalid
+    values were dropped (``on_invalid = "drop_field"``), or None when the file needs the row path (then
+    what was staged and rejected must be discarded: the file is read again from its first row)."""
+    from truagents_import.pipeline import columnar  # Arrow: only for files that take this path
+
+    spec = BuildSpec.of(source, shape.header, mapping, file, sql_rows=staging.sql_rows, keep_values=False)
+
+    why = columnar.columnar_refusal(spec, shape, validates=plugins.validates_contacts())
+    if why is not None:
+        logger.debug("%s: %s is read row by row (%s)", source.name, escape_name(file), why)
+        return None
+    builder = columnar.ColumnBuilder(spec)
+    rows = 0
+    try:
+        for columns in columnar.read_batches(local, shape, source.max_field_size):
+            staged, rejected = builder.build(columns, rows + 1)
+            for _number, cells, problems in rejected:
+                reject(cells, problems)
+            staging.add(source.name, file, staged)
+            rows += len(columns[0]) if columns else 0
+            tick(rows)
+    except columnar.NotColumnar as exc:
+        logger.debug("%s: reading %s again row by row: %s", source.name, escape_name(file), exc)
+        return None
+    return builder.dropped
