@@ -232,8 +232,11 @@ def write_file(path: Path, rows: list[tuple[str, str, str]]) -> None:
         writer.writerows(rows)
 
 
-def run(folder: Path, region: str | None, on_invalid: str) -> tuple[FileResult, dict[int, Contact]]:
-    """Import the folder's one file into a MemorySink: its result and its contacts by row."""
+def run(
+    folder: Path, region: str | None, on_invalid: str, *, columns: bool = False
+) -> tuple[FileResult, dict[int, Contact]]:
+    """Import the folder's one file into a MemorySink: its result and its contacts by row. ``columns``:
+    through the columnar path whatever the file's size (else row by row, whatever its size)."""
     source = DataSource(
         name="diff",
         path=str(folder),
@@ -245,6 +248,7 @@ def run(folder: Path, region: str | None, on_invalid: str) -> tuple[FileResult, 
     )
     sink = MemorySink()
     with Importer(source, sink, entry_points=False, batch_size=10_000) as importer:
+        importer.columnar_min_bytes = 0 if columns else 1 << 62
         report = importer.run()
     [result] = report.files
     contacts = {c.source_row: c for c in sink.contacts if c.source_row is not None}
@@ -279,11 +283,12 @@ def make_file(folder: Path, region: str | None, rows: int) -> list[tuple[str, st
     return data
 
 
-def test_verdicts_equal_the_libraries(tmp_path: Path) -> None:
-    """100,000 rows read as US numbers: every verdict and value is the libraries' own."""
+@pytest.mark.parametrize("columns", [False, True], ids=["rows", "columns"])
+def test_verdicts_equal_the_libraries(tmp_path: Path, columns: bool) -> None:
+    """100,000 rows read as US numbers, row by row and in columns: every verdict and value is the libraries' own."""
     data = make_file(tmp_path / "inbox", "US", ROWS)
     # drop_field keeps every row (each has a unique ID), so every verdict can be read back.
-    result, contacts = run(tmp_path / "inbox", "US", "drop_field")
+    result, contacts = run(tmp_path / "inbox", "US", "drop_field", columns=columns)
     assert (result.status, result.rows, result.imported, result.rejected) == ("imported", ROWS, ROWS, 0)
     assert len(contacts) == ROWS
     invalid_rows = check_verdicts(data, "US", contacts)
@@ -616,10 +621,11 @@ def expected_phone_in_country(cell: str, country: str, default: str) -> str | No
 
 
 @pytest.mark.skipif(not SHARED_BENCH.exists(), reason="the shared benchmark generator is not beside the project")
-def test_the_shared_benchmark_file_with_per_row_regions(tmp_path: Path) -> None:
-    """The benchmark workload (14 countries, national formats): every phone is read in its row's
-    ``Country`` first, then in default_region, exactly as phonenumbers says; every email as
-    email-validator says. TRUAGENTS_DIFFERENTIAL_ROWS=1000000 (nox -s bench) runs the whole file."""
+@pytest.mark.parametrize("columns", [False, True], ids=["rows", "columns"])
+def test_the_shared_benchmark_file_with_per_row_regions(tmp_path: Path, columns: bool) -> None:
+    """The benchmark workload (14 countries, national formats), row by row and in columns: every phone
+    is read in its row's ``Country`` first, then in default_region, exactly as phonenumbers says; every
+    email as email-validator says. TRUAGENTS_DIFFERENTIAL_ROWS=1000000 (nox -s bench) runs the whole file."""
     rows = int(os.environ.get("TRUAGENTS_DIFFERENTIAL_ROWS", "20000"))
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -633,7 +639,7 @@ def test_the_shared_benchmark_file_with_per_row_regions(tmp_path: Path) -> None:
         header = next(reader)
         data = list(reader)
     email_at, phone_at, country_at = header.index("Email"), header.index("Phone"), header.index("Country")
-    result, contacts = run(inbox, "US", "drop_field")
+    result, contacts = run(inbox, "US", "drop_field", columns=columns)
     assert result.rows == rows == result.imported + result.duplicates + result.rejected
     # drop_field keeps every row that still has an identity once its invalid values are dropped.
     assert {p.code for p in result.problems} <= {"missing_identity"} and result.rejected < rows // 1000
