@@ -9,6 +9,7 @@ path does (a ragged row, a huge field, bad UTF-8 part-way) must fall back to the
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pyarrow as pa
 import pytest
 
 from truagents_import import DataSource, Importer, MemorySink, SQLiteSink
@@ -130,7 +132,9 @@ ODD_ROWS = [
 @pytest.mark.parametrize("sink", ["sqlite", "memory"])
 def test_odd_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_invalid: str, sink: str) -> None:
     """Markers, several values per cell, extensions, junk, non-ASCII spaces, control characters,
-    quotes and backslashes in attributes, newlines in cells, duplicates and rows without identity."""
+    quotes and backslashes in attributes, newlines in cells, duplicates and rows without identity.
+    Rows are staged four at a time, so the row builder's rows fall on both sides of chunk boundaries."""
+    monkeypatch.setattr(columnar, "STAGE_ROWS", 4)
     write(tmp_path / "inbox", HEADER + "\r\n".join(ODD_ROWS * 3) + "\r\n")
     result, _held, batches = import_both(tmp_path / "inbox", tmp_path, monkeypatch, sink=sink, on_invalid=on_invalid)
     assert batches == 1
@@ -182,3 +186,19 @@ def test_shapes_that_stay_on_the_row_path(
     write(tmp_path / "inbox", text, encoding=options.get("encoding", "utf-8"))
     _result, _held, batches = import_both(tmp_path / "inbox", tmp_path, monkeypatch, **options)
     assert batches == 0
+
+
+def test_remembered_refusals_keep_no_batch_alive(tmp_path: Path) -> None:
+    """Refusals are remembered (per distinct value, per cell the libraries read): they must not keep
+    the frames they were raised in, and with them the Arrow arrays of a whole batch, alive."""
+    country = ["DE", "XX"]
+    rows = [f"R{n},A,B,bad{n}@@example.com,tel {n}?,Mars/Base{n % 50},,,,{country[n % 2]}," for n in range(4000)]
+    write(tmp_path / "inbox", HEADER + "\r\n".join(rows) + "\r\n")
+    source = DataSource(name="c", path=str(tmp_path / "inbox"), min_age=0, default_region="US")
+    before = pa.total_allocated_bytes()
+    with Importer(source, MemorySink(), entry_points=False, parallel=False) as imp:
+        imp.columnar_min_bytes = 0
+        [result] = imp.run().files
+    assert result.rejected == 4000
+    gc.collect()
+    assert pa.total_allocated_bytes() - before < 64 << 10

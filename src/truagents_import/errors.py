@@ -124,6 +124,13 @@ class FileRejected(DataError):
 class FieldError(DataError, ValueError):
     """A cell's value is not valid for its field; ``code`` is the problem code (``invalid_<field>``)."""
 
+    def kept(self) -> FieldError:
+        """This refusal without its traceback and the exception it was raised from: a refusal that is
+        remembered (per row of a batch, per distinct value) must not keep their frames alive, and the
+        arrays of a whole batch with them."""
+        self.__traceback__ = self.__cause__ = self.__context__ = None
+        return self
+
 
 class LocalResourceError(TruagentsImportError):
     """A resource of this machine failed for now: a disk is full, or another process holds a lock on a

@@ -399,4 +399,5 @@ def _read_one(value: str, first: str | None, default: str | None) -> str | Field
     try:
         return read_phone(value, (first, default) if many else (first,))
     except FieldError as exc:
-        return exc
+        # Remembered: without its traceback, whose frames would keep the arrays of a batch alive.
+        return exc.kept()

@@ -43,8 +43,15 @@ from truagents_import.report import Problem
 
 __all__ = ["ColumnBuilder", "NotColumnar", "columnar_refusal", "read_batches"]
 
-#: Bytes of CSV text per batch: about 30,000 rows of the benchmark file, a few MB of Arrow arrays.
-BLOCK_BYTES = 4 << 20
+#: Bytes of CSV text Arrow's reader parses at a time: its memory grows with this (about 70 times it,
+#: measured), so it reads small blocks ...
+BLOCK_BYTES = 128 << 10
+#: ... and they are checked in batches of about this many bytes of Arrow arrays (about 30,000 rows of
+#: the benchmark file): every column operation has a fixed cost, worth paying per batch, not per block.
+BATCH_BYTES = 2 << 20
+#: Rows made into Python values (and staged) at a time: their objects, not the arrays, are the bulk
+#: of the columnar path's memory.
+STAGE_ROWS = 4096
 #: Every character Python's ``str.strip()`` removes (Arrow's own whitespace set differs a little).
 _WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 #: A lower-cased plain address (email_address._PLAIN_ADDRESS) as RE2 reads it.
@@ -94,13 +101,25 @@ def read_batches(path: Path, shape: Shape, max_field_size: int) -> Iterator[list
                 quoted_strings_can_be_null=False,
             ),
         )
-        for batch in reader:
-            columns = list(batch.columns)
-            if any((pc.max(pc.binary_length(c)).as_py() or 0) > max_field_size for c in columns):
-                raise NotColumnar("a field is larger than max_field_size")
-            yield columns
+        blocks: list[pa.RecordBatch] = []
+        for block in reader:
+            blocks.append(block)
+            if sum(b.nbytes for b in blocks) >= BATCH_BYTES:
+                yield _batch(blocks, max_field_size)
+                blocks = []
+        if blocks:
+            yield _batch(blocks, max_field_size)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise NotColumnar(str(exc)) from None
+
+
+def _batch(blocks: list[pa.RecordBatch], max_field_size: int) -> list[pa.Array]:
+    """The blocks' rows as one list of columns."""
+    table = pa.Table.from_batches(blocks).combine_chunks()
+    columns = [column.chunk(0) if column.num_chunks else pa.array([], pa.string()) for column in table.columns]
+    if any((pc.max(pc.binary_length(c)).as_py() or 0) > max_field_size for c in columns):
+        raise NotColumnar("a field is larger than max_field_size")
+    return columns
 
 
 def _strip(column: pa.Array) -> pa.Array:
@@ -119,7 +138,7 @@ def _distinct(column: pa.Array, judge: Callable[[str], Any]) -> list[Any]:
         try:
             verdicts.append(judge(value) if value else None)
         except FieldError as exc:
-            verdicts.append(exc)
+            verdicts.append(exc.kept())
     return [verdicts[i] for i in encoded.indices.to_pylist()]
 
 
@@ -139,13 +158,14 @@ class ColumnBuilder:
     def dropped(self) -> int:
         return self.rows.dropped
 
-    def build(self, columns: list[pa.Array], first: int) -> tuple[list[Staged], list[Rejected]]:
-        """The staged and rejected rows of a batch whose first row is data row ``first``, each in row order."""
+    def build(self, columns: list[pa.Array], first: int) -> tuple[Iterator[list[Staged]], list[Rejected]]:
+        """The staged rows of a batch whose first row is data row ``first``, in chunks of at most
+        :data:`STAGE_ROWS` (Python values are made a chunk at a time), and its rejected rows; each in
+        row order."""
         size = len(columns[0]) if columns else 0
         verdicts = self._verdicts(columns, size)
         bad = self._bad_rows(verdicts, size, first)
         good = [i for i in range(size) if i not in bad]
-        staged = self._staged(columns, verdicts, good, first)
         extra: list[Staged] = []
         rejected: list[Rejected] = []
         if bad:
@@ -160,9 +180,23 @@ class ColumnBuilder:
                         extra.append(self._payload(number, built))
                         continue
                 rejected.append((number, cells, problems))
-        if extra:
-            staged = list(heapq.merge(staged, extra))
-        return staged, rejected
+        return self._chunks(columns, verdicts, good, extra, first), rejected
+
+    def _chunks(
+        self, columns: list[pa.Array], verdicts: dict[str, Any], good: list[int], extra: list[Staged], first: int
+    ) -> Iterator[list[Staged]]:
+        """The rows ``good`` staged a chunk at a time, with the row builder's rows ``extra`` in row order."""
+        identity = self._identity(verdicts, len(columns[0]) if columns else 0)
+        for at in range(0, max(len(good), 1), STAGE_ROWS):
+            chunk = self._staged(columns, verdicts, identity, good[at : at + STAGE_ROWS], first)
+            if extra:
+                end = at + STAGE_ROWS
+                bound = first + good[end] if end < len(good) else None
+                mine = [row for row in extra if bound is None or row[0] < bound]
+                extra = extra[len(mine) :]
+                chunk = list(heapq.merge(chunk, mine))
+            if chunk:
+                yield chunk
 
     # -- the fields -------------------------------------------------------------------------------
 
@@ -227,7 +261,7 @@ class ColumnBuilder:
                 try:
                     found[i] = normalise_email(value)
                 except FieldError as exc:
-                    errors[i] = exc
+                    errors[i] = exc.kept()
             if found:
                 mask = pa.array([i in found for i in range(len(column))], pa.bool_())
                 emails = pc.replace_with_mask(emails, mask, pa.array(list(found.values()), pa.string()))
@@ -304,8 +338,9 @@ class ColumnBuilder:
         found += [verdicts[f][0] for f in ("email", "phone") if verdicts[f] is not None]
         return pc.coalesce(*found) if found else pa.nulls(size, pa.string())
 
-    def _staged(self, columns: list[pa.Array], verdicts: dict[str, Any], good: list[int], first: int) -> list[Staged]:
-        size = len(columns[0]) if columns else 0
+    def _staged(
+        self, columns: list[pa.Array], verdicts: dict[str, Any], identity: pa.Array, good: list[int], first: int
+    ) -> list[Staged]:
         if not good:
             return []
         take = pa.array(good, pa.int64())
@@ -323,7 +358,7 @@ class ColumnBuilder:
         numbers = [first + i for i in good]
         rows = zip(
             numbers,
-            values(self._identity(verdicts, size)),
+            values(identity),
             values(verdicts.get("external_id")),
             values(None if verdicts["email"] is None else verdicts["email"][0]),
             values(None if verdicts["phone"] is None else verdicts["phone"][0]),

@@ -61,7 +61,8 @@ def stage_columns(
             staged, rejected = builder.build(columns, rows + 1)
             for _number, cells, problems in rejected:
                 reject(cells, problems)
-            staging.add(source.name, file, staged)
+            for chunk in staged:
+                staging.add(source.name, file, chunk)
             rows += len(columns[0]) if columns else 0
             tick(rows)
     except columnar.NotColumnar as exc:
