@@ -53,10 +53,14 @@ def bench(session: nox.Session) -> None:
     # every row accounted for (exit 1 otherwise), and a py-spy profile of the SQLite import.
     session.run("python", "benchmarks/workload.py", "--profile", *session.posargs)
     session.run("python", "benchmarks/throughput.py", *session.posargs)
-    # The differential test on the whole 1,000,000-row benchmark file: the fast paths change no verdict.
+    # The differential test on the whole 1,000,000-row benchmark file, row by row and in columns: the
+    # fast paths change no verdict; then the columnar path against the row path on the same file.
     session.run(
         "pytest", "-q", "tests/test_differential.py", "-k", "benchmark_file",
         env={"TRUAGENTS_DIFFERENTIAL_ROWS": "1000000"},
+    )
+    session.run(
+        "pytest", "-q", "tests/test_columnar.py", "-k", "benchmark_file", env={"TRUAGENTS_COLUMNAR_ROWS": "1000000"}
     )
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/sinks.py")
