@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -148,6 +149,36 @@ def test_full_spool_fails_that_file_and_the_run_goes_on(tmp_path: Path, small_di
     assert _statuses(doc) == {"a_big.csv": "imported", "b_mid.csv": "imported", "c_small.csv": "skipped"}
     everything = _expected_rows(inbox, ["a_big.csv", "b_mid.csv", "c_small.csv"])
     assert _sink_rows(tmp_path / "out" / "contacts.db") == everything
+
+
+def test_full_spool_while_the_columnar_path_stages(
+    tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The columnar path stages from a thread of its own: the spool filling up there fails the file
+    as it does on the row path (nothing reaches the sink), and the next run imports it whole."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "b_mid.csv").write_text(_rows("b", 9_000, pad=100))  # ~1.2 MB: fits, its staging does not
+    source = DataSource(name="crm", path=str(inbox), min_age=0)
+    db = tmp_path / "contacts.db"
+
+    def run() -> Any:
+        with Importer(source, SQLiteSink(db), entry_points=False, state=StateStore(tmp_path / "state.db")) as imp:
+            imp.columnar_min_bytes = 0  # the columnar path, whatever the file's size
+            [result] = imp.run().files
+        return result
+
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    result = run()
+    assert result.status == "failed"
+    assert "ran out of space (database or disk is full): nothing of this file reached the sink" in result.reason
+    assert _sink_rows(db) == []
+    assert list(small_disk.iterdir()) == []
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = run()
+    assert (result.status, result.imported) == ("imported", 9_000)
+    assert _sink_rows(db) == _expected_rows(inbox, ["b_mid.csv"])
 
 
 def test_full_disk_under_a_jsonl_sink_keeps_only_whole_files(tmp_path: Path, small_disk: Path) -> None:

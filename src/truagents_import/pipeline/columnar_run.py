@@ -7,9 +7,11 @@ large enough for the columnar path does (about a tenth of a second, once).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from truagents_import._safety import escape_name
 from truagents_import.pipeline.builder import BuildSpec
@@ -56,16 +58,39 @@ def stage_columns(
         return None
     builder = columnar.ColumnBuilder(spec)
     rows = 0
-    try:
-        for columns in columnar.read_batches(local, shape, source.max_field_size):
-            staged, rejected = builder.build(columns, rows + 1)
-            for _number, cells, problems in rejected:
-                reject(cells, problems)
-            for chunk in staged:
-                staging.add(source.name, file, chunk)
-            rows += len(columns[0]) if columns else 0
-            tick(rows)
-    except columnar.NotColumnar as exc:
-        logger.debug("%s: reading %s again row by row: %s", source.name, escape_name(file), exc)
-        return None
+    # Staging (rows into Python values, then into SQLite, which releases the GIL while it writes) runs
+    # in one thread beside the checking of the next batch (Arrow's kernels release it too): batches are
+    # staged in file order, at most two of them waiting.
+    pending: deque[Future[None]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="truagents-stage") as stager:
+        try:
+            for columns in columnar.read_batches(local, shape, source.max_field_size):
+                staged, rejected = builder.build(columns, rows + 1)
+                for _number, cells, problems in rejected:
+                    reject(cells, problems)
+                pending.append(stager.submit(_stage, staging, source.name, file, staged))
+                while len(pending) > 2:
+                    pending.popleft().result()
+                rows += len(columns[0]) if columns else 0
+                tick(rows)
+        except columnar.NotColumnar as exc:
+            logger.debug("%s: reading %s again row by row: %s", source.name, escape_name(file), exc)
+            return None
+        finally:
+            _drain(pending)
     return builder.dropped
+
+
+def _stage(staging: Staging, source: str, file: str, chunks: Iterator[list[tuple[Any, ...]]]) -> None:
+    for chunk in chunks:
+        staging.add(source, file, chunk)
+
+
+def _drain(pending: deque[Future[None]]) -> None:
+    """Wait for every batch still being staged; the first failure is raised once all have ended."""
+    failure: BaseException | None = None
+    while pending:
+        error = pending.popleft().exception()
+        failure = failure or error
+    if failure is not None:
+        raise failure

@@ -42,7 +42,8 @@ class Staging:
     def __init__(self, path: Path, *, sql_rows: bool = False) -> None:
         self.path = path
         self.sql_rows = sql_rows
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # The columnar path stages from one thread of its own (never two threads at once).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         columns = (
