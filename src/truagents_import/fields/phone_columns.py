@@ -81,27 +81,52 @@ def _known(patterns: _phone._NumberPatterns, nsn: pa.Array) -> pa.BooleanArray:
     return result
 
 
+#: Numbers left for a country's later regions that are asked one by one (``_CountryCode.valid``)
+#: rather than through one column operation per region (a country code such as +1 has 25 regions).
+_FEW = 512
+
+
 def _valid(country: _phone._CountryCode, nsn: pa.Array) -> pa.BooleanArray:
     """``country.valid(n)`` for every ``n`` of ``nsn``: the region is found as phonenumbers finds it."""
     if country.single:
         if not country.regions or not country.regions[0][3]:
             return _false(len(nsn))
         return _known(country.regions[0][2], nsn)
-    result = _false(len(nsn))
-    open_ = pa.array([True] * len(nsn), pa.bool_())
+    size = len(nsn)
+    result = _false(size)
+    where: pa.Array | None = None  # the positions in nsn of the numbers no region has taken yet
+    rest = nsn
     for _region, leading, patterns, ok in country.regions:
-        if not pc.any(open_).as_py():
+        if len(rest) <= _FEW:
             break
         if leading is not None:
-            taken = pc.and_(open_, _starts(nsn, [leading.pattern]))
-            if ok:
-                result = pc.or_(result, _on(taken, nsn, functools.partial(_known, patterns)))
+            taken = _starts(rest, [leading.pattern])
+            good = _on(taken, rest, functools.partial(_known, patterns)) if ok else None
         else:
-            taken = _on(open_, nsn, functools.partial(_known, patterns))
-            if ok:
-                result = pc.or_(result, taken)
-        open_ = pc.and_(open_, pc.invert(taken))
+            taken = _known(patterns, rest)
+            good = taken if ok else None
+        if good is not None:
+            result = pc.or_(result, _scatter(size, where, good))
+        keep = pc.invert(taken)
+        kept = pc.indices_nonzero(keep)
+        where = kept if where is None else where.take(kept)
+        rest = rest.filter(keep)
+    if len(rest):  # a region search of its own for each of the few left: the same verdicts
+        few = pa.array([country.valid(n) for n in rest.to_pylist()], pa.bool_())
+        result = pc.or_(result, _scatter(size, where, few))
     return result
+
+
+def _scatter(size: int, where: pa.Array | None, flags: pa.BooleanArray) -> pa.BooleanArray:
+    """A mask of ``size`` rows, true at the positions ``where`` (all: None) whose flag is true."""
+    if where is None:
+        return flags
+    return pc.is_in(_positions(size), value_set=where.filter(flags))
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(size: int) -> pa.Array:
+    return pa.array(range(size), pa.uint64())
 
 
 def _null_where(mask: pa.BooleanArray, codes: pa.Array) -> pa.Array:
