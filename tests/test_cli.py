@@ -287,3 +287,34 @@ def test_exit_status_of_reports() -> None:
     assert exit_status(CheckReport(source="s", steps=[CheckStep("config", "pass", "ok")])) == 0
     assert exit_status(CheckReport(source="s", steps=[CheckStep("server", "fail", "down")])) == 1
     assert exit_status(CheckReport(source="s", steps=[CheckStep("config", "fail", "bad")])) == 2
+
+
+_POOL_PROBE = """
+import sys
+sys.argv = ["truagents-import", "--version"]
+from truagents_import.cli import run
+try:
+    run()
+except SystemExit:
+    pass
+import pyarrow
+print(pyarrow.default_memory_pool().backend_name)
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "backend"), [({}, "system"), ({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}, "mimalloc")]
+)
+def test_the_command_chooses_arrows_allocator_unless_the_operator_did(
+    environment: dict[str, str], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command (an application) gives Arrow the system's allocator, which returns freed memory;
+    an allocator named in the environment wins. Importing the library alone changes nothing."""
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    out = subprocess.run([sys.executable, "-c", _POOL_PROBE], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split()[-1] == backend
+    library_only = "import truagents_import, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", library_only], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == environment.get("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")

@@ -48,7 +48,7 @@ __all__ = ["ColumnBuilder", "NotColumnar", "columnar_refusal", "read_batches"]
 BLOCK_BYTES = 128 << 10
 #: ... and they are checked in batches of about this many bytes of Arrow arrays (about 30,000 rows of
 #: the benchmark file): every column operation has a fixed cost, worth paying per batch, not per block.
-BATCH_BYTES = 2 << 20
+BATCH_BYTES = 4 << 20
 #: Rows made into Python values (and staged) at a time: their objects, not the arrays, are the bulk
 #: of the columnar path's memory.
 STAGE_ROWS = 4096

@@ -60,7 +60,7 @@ def stage_columns(
     rows = 0
     # Staging (rows into Python values, then into SQLite, which releases the GIL while it writes) runs
     # in one thread beside the checking of the next batch (Arrow's kernels release it too): batches are
-    # staged in file order, at most two of them waiting.
+    # staged in file order, one at a time while the next is checked.
     pending: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="truagents-stage") as stager:
         try:
@@ -69,7 +69,7 @@ def stage_columns(
                 for _number, cells, problems in rejected:
                     reject(cells, problems)
                 pending.append(stager.submit(_stage, staging, source.name, file, staged))
-                while len(pending) > 2:
+                while len(pending) > 1:
                     pending.popleft().result()
                 rows += len(columns[0]) if columns else 0
                 tick(rows)
