@@ -455,3 +455,46 @@ def test_sink_server_stopped_mid_file(tmp_path: Path, pg_bin: Path) -> None:
     # the state is on SQLite here (a state on the stopped server could not record the failure).
     with run_postgres(pg_bin) as server:
         _fail_mid_file(tmp_path, server.url(), StateStore(tmp_path / "state.db"), server.stop, server.start)
+
+
+class WritingPostgresSink(PostgresSink):
+    """The PostgreSQL sink with its own ``write``: the importer then calls ``write`` with Contact
+    batches instead of handing it the staging file."""
+
+    def write(self, contacts: Sequence[Contact]) -> None:
+        super().write(contacts)
+
+
+def test_the_staging_file_and_contact_batches_give_the_same_table(tmp_path: Path, pg_url: str) -> None:
+    """The bulk load (SQLite writes COPY's text format, PostgreSQL parses tags and attributes from their
+    JSON text) stores exactly what write() stores: tabs, newlines, carriage returns and backslashes in
+    cells, quotes, non-ASCII text, tags, every opt-out value, a duplicate (the later row wins)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "contacts.csv").write_text(
+        "id,email,first name,tags,unsubscribed,note,Extra\r\n"
+        '1,a@example.com,"Tab\there",vip;"b\\c",yes,"line\none\r\ntwo","back\\slash \\N"\r\n'
+        "2,b@example.com,Zoë,,no,,\r\n"
+        '3,,Ünï,"x | y , z",,"{""json"": [1]}",\\t\r\n'
+        "2,b2@example.com,Later,,,,\r\n",
+        encoding="utf-8",
+    )
+    tables = {}
+    for table, kind in (("bulk_contacts", PostgresSink), ("written_contacts", WritingPostgresSink)):
+        sink = kind(pg_url, table=table)
+        assert sink.takes_staging() is (kind is PostgresSink)
+        with Importer(local_source(inbox), sink, entry_points=False, state=StateStore(tmp_path / f"{table}.db")) as imp:
+            [result] = imp.run().files
+        assert (result.status, result.imported, result.duplicates) == ("imported", 3, 1)
+        tables[table] = {
+            identity: {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
+            for identity, row in pg_rows(pg_url, table).items()
+        }
+    assert tables["bulk_contacts"] == tables["written_contacts"]
+    one, two = tables["bulk_contacts"]["1"], tables["bulk_contacts"]["2"]
+    assert (one["first_name"], one["tags"], one["unsubscribed"]) == ("Tab\there", ["vip", "b\\c"], True)
+    assert one["attributes"] == {"note": "line\none\r\ntwo", "Extra": "back\\slash \\N"}
+    assert (two["email"], two["first_name"], two["source_row"]) == ("b2@example.com", "Later", 4)
+    three = tables["bulk_contacts"]["3"]
+    assert three["tags"] == ["x", "y", "z"] and three["unsubscribed"] is None
+    assert three["attributes"] == {"note": '{"json": [1]}', "Extra": "\\t"}
