@@ -102,11 +102,13 @@ def read_batches(path: Path, shape: Shape, max_field_size: int) -> Iterator[list
             ),
         )
         blocks: list[pa.RecordBatch] = []
+        held = 0
         for block in reader:
             blocks.append(block)
-            if sum(b.nbytes for b in blocks) >= BATCH_BYTES:
+            held += block.nbytes
+            if held >= BATCH_BYTES:
                 yield _batch(blocks, max_field_size)
-                blocks = []
+                blocks, held = [], 0
         if blocks:
             yield _batch(blocks, max_field_size)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
