@@ -12,7 +12,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-__all__ = ["connect_shared"]
+__all__ = ["CREATION_WAIT", "connect_shared"]
+
+#: Seconds the first steps (WAL, schema) are retried at least, whatever the caller's timeout.
+CREATION_WAIT = 2.0
 
 
 def connect_shared(
@@ -20,10 +23,13 @@ def connect_shared(
 ) -> sqlite3.Connection:
     """A connection to ``path`` in WAL mode (autocommit) with ``schema`` (a SQL script) applied.
 
-    Raises :class:`sqlite3.Error` (the connection closed) when it cannot be done within ``timeout``.
+    Raises :class:`sqlite3.Error` (the connection closed) when it cannot be done within ``timeout``
+    (at least :data:`CREATION_WAIT` seconds).
     """
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    deadline = time.monotonic() + timeout
+    # The locks of these first steps last moments (another process creating the same file): they are
+    # waited for a little even when the caller will not wait for the database's ordinary locks.
+    deadline = time.monotonic() + max(timeout, CREATION_WAIT)
     pause = 0.01
     while True:
         try:
@@ -31,6 +37,13 @@ def connect_shared(
             if synchronous is not None:
                 db.execute(f"PRAGMA synchronous={synchronous}")
             db.executescript(schema)
+            # A new, empty file records WAL only when first written: another process that wrote its
+            # schema first, in the default mode, wins that race. Asked again now that the file is
+            # written; switching then needs the others' locks gone: retried as a lock.
+            mode = str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode not in ("wal", "memory"):
+                msg = f"database is locked: its journal mode is still {mode!r}"
+                raise sqlite3.OperationalError(msg)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() + pause > deadline:
                 db.close()
