@@ -9,11 +9,14 @@ path does (a ragged row, a huge field, bad UTF-8 part-way) must fall back to the
 
 from __future__ import annotations
 
+import csv
 import gc
 import os
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import attrs
 import pyarrow as pa
 import pytest
 
-from truagents_import import DataSource, Importer, MemorySink, SQLiteSink
+from truagents_import import Contact, DataSource, Importer, MemorySink, Problem, SQLiteSink, hookimpl
 from truagents_import.pipeline import columnar
 from truagents_import.report import FileResult
 
@@ -53,7 +56,14 @@ def _sqlite_rows(db: Path) -> list[tuple[Any, ...]]:
 
 
 def import_both(
-    folder: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, *, sink: str = "sqlite", **options: Any
+    folder: Path,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    sink: str = "sqlite",
+    make_plugins: Any = list,
+    batch_size: int = 5000,
+    **options: Any,
 ) -> tuple[FileResult, Any, int]:
     """Import ``folder``'s one file row by row and through the columnar path; assert both outcomes are
     equal; return the columnar one's result and sink contents, and how many batches it built in columns."""
@@ -64,7 +74,11 @@ def import_both(
         db = tmp / f"{sink}-{columns}.db"
         target = SQLiteSink(db) if sink == "sqlite" else MemorySink()
         rejects_dir = tmp / f"rejects-{columns}"
-        with Importer(source, target, entry_points=False, parallel=False, rejects_dir=rejects_dir) as imp:
+        importer = Importer(
+            source, target, entry_points=False, parallel=False, rejects_dir=rejects_dir, plugins=make_plugins(),
+            batch_size=batch_size,
+        )  # fmt: skip
+        with importer as imp:
             imp.columnar_min_bytes = 0 if columns else 1 << 62
             [result] = imp.run().files
         rejects = Path(result.rejects_file).read_bytes() if result.rejects_file else None
@@ -202,3 +216,88 @@ def test_remembered_refusals_keep_no_batch_alive(tmp_path: Path) -> None:
     assert result.rejected == 4000
     gc.collect()
     assert pa.total_allocated_bytes() - before < 64 << 10
+
+
+class RejectSome:
+    """A validate_contacts plugin: rejects every contact whose row is a multiple of ``n``, and every
+    contact without a phone (two problems for a row that is both), by position in its batch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.batches: list[int] = []
+
+    @hookimpl
+    def validate_contacts(self, contacts: list[Contact], source: DataSource) -> Iterator[tuple[int, Problem]]:
+        self.batches.append(len(contacts))
+        for index, c in enumerate(contacts):
+            if c.source_row is not None and c.source_row % self.n == 0:
+                yield index, Problem(code="every_nth", message=f"{c.identity} {c.tags} {c.attributes}")
+            if c.phone is None:
+                yield index, Problem(code="no_phone", message="no phone", column="Phone", row=c.source_row)
+
+
+def mixed_rows(n: int) -> str:
+    """``n`` rows in the benchmark's columns: valid and invalid emails, phones and zones, missing
+    phones, tags, text markers, duplicates of earlier IDs."""
+    phones = ["+1 212 555 {:04d}", "(617) 555-{:04d}", "020 7946 {:04d}", "", "12{:04d}", "'+49 30 123{:04d}"]
+    zones = ["", "Mars/Base", "America/New_York", "europe/london"]
+    emails = ["p{}@example.com", "P{}@Example.CO.UK", "bad{}@@example", ""]
+    countries = ["US", "GB", "DE", "", "fr"]
+    out = []
+    for i in range(n):
+        ident = f"CRM-{i % (n - 40)}"  # the last 40 rows repeat earlier IDs
+        phone = phones[i % len(phones)].format(i % 10_000)
+        email = emails[i % len(emails)].format(i)
+        out.append(f"{ident},F{i},L{i},{email},{phone},{zones[i % 4]},a;b|{i % 3},Co,City,{countries[i % 5]},")
+    return HEADER + "\r\n".join(out) + "\r\n"
+
+
+@pytest.mark.parametrize("sink", ["sqlite", "memory"])
+def test_plugins_see_the_row_paths_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sink: str) -> None:
+    """A validate_contacts plugin makes the columnar path build contacts for it: the same batches of
+    contacts (across the columnar batches, which are small here), the same problems, the same rejects
+    file in the same order, the same sink."""
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 16 << 10)
+    monkeypatch.setattr(columnar, "BATCH_BYTES", 64 << 10)
+    write(tmp_path / "inbox", mixed_rows(6000))
+    made: list[RejectSome] = []
+
+    def plugins() -> list[RejectSome]:
+        made.append(RejectSome(7))
+        return made[-1:]
+
+    result, held, batches = import_both(
+        tmp_path / "inbox", tmp_path, monkeypatch, sink=sink, make_plugins=plugins, batch_size=250,
+        default_timezone="America/Chicago",
+    )  # fmt: skip
+    assert batches > 5
+    assert made[0].batches == made[1].batches and len(made[0].batches) > 5
+    [rejects] = (tmp_path / "rejects-True").iterdir()
+    with rejects.open(newline="", encoding="utf-8") as f:
+        codes = Counter(row["_code"] for row in csv.DictReader(f))
+    assert {"every_nth", "no_phone", "invalid_email", "invalid_phone", "invalid_timezone"} <= set(codes)
+    assert result.duplicates > 0
+    assert result.rows == 6000 == result.imported + result.rejected + result.duplicates and len(held) == result.imported
+
+
+class FailOnBatch:
+    """A validate_contacts plugin that raises on its third batch."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    @hookimpl
+    def validate_contacts(self, contacts: list[Contact], source: DataSource) -> None:
+        self.batches += 1
+        if self.batches == 3:
+            raise RuntimeError("plugin broke")
+
+
+def test_a_failing_plugin_fails_the_file_as_on_the_row_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [f"R{n},A,B,a{n}@example.com,,,,,,," for n in range(50)]
+    write(tmp_path / "inbox", HEADER + "\r\n".join(rows) + "\r\n")
+    result, held, _ = import_both(
+        tmp_path / "inbox", tmp_path, monkeypatch, make_plugins=lambda: [FailOnBatch()], batch_size=10
+    )
+    assert result.status == "failed" and "plugin broke" in (result.reason or "")
+    assert held == []

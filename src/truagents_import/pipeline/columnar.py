@@ -1,7 +1,7 @@
 """The columnar path: a plain CSV file's rows checked a column at a time (SPEC 3, 9), same outcome.
 
 A file whose rows take :class:`~truagents_import.pipeline.builder.RowBuilder`'s one-column path (UTF-8,
-no preamble, one column per field, no plugin that validates contacts) is parsed by Arrow's CSV reader
+no preamble, one column per field) is parsed by Arrow's CSV reader
 in batches of columns, and each field is checked on whole columns: stripping, emails (a plain ASCII
 address at a domain email-validator accepts), phones (:mod:`~truagents_import.fields.phone_columns`),
 and time zones, opt-outs and tags once per distinct value. Every value the columnar rules cannot
@@ -38,10 +38,11 @@ from truagents_import.fields.normalise import normalise_tags
 from truagents_import.fields.phone_columns import read_phones
 from truagents_import.fields.several import SEPARATOR, normalise_opt_out
 from truagents_import.pipeline.builder import BuildSpec, RowBuilder, Values
+from truagents_import.pipeline.process import WIDE_COLUMNS
 from truagents_import.reading import Shape
 from truagents_import.report import Problem
 
-__all__ = ["ColumnBuilder", "NotColumnar", "columnar_refusal", "read_batches"]
+__all__ = ["ColumnBuilder", "NotColumnar", "columnar_refusal", "raw_rows", "read_batches"]
 
 #: Bytes of CSV text Arrow's reader parses at a time: its memory grows with this (about 70 times it,
 #: measured), so it reads small blocks ...
@@ -80,7 +81,7 @@ def columnar_refusal(spec: BuildSpec, shape: Shape, *, validates: bool) -> str |
         (any("\n" in h or "\r" in h for h in shape.header), "a header cell on several lines"),
         (bool(spec.more) or "subscribed" in fields, "several columns for a field"),
         (spec.infer_timezone, "infer_timezone"),
-        (validates, "a plugin validates contacts"),
+        (validates and len(shape.header) > WIDE_COLUMNS, "a plugin validates contacts of a wide file"),
         (len({name for name, _ in spec.attributes}) < len(spec.attributes), "repeated column names"),
     ]
     return next((why for refused, why in reasons if refused), None)
@@ -172,7 +173,7 @@ class ColumnBuilder:
         rejected: list[Rejected] = []
         if bad:
             where = sorted(bad)
-            raw = _raw_rows(columns, where)
+            raw = raw_rows(columns, where)
             for i, cells in zip(where, raw, strict=True):
                 problems = bad[i]
                 number = first + i
@@ -305,7 +306,7 @@ class ColumnBuilder:
             for i in odd:
                 mask[i] = True
             texts = [
-                dumps_attributes({name: row[i] for name, i in self.spec.attributes}) for row in _raw_rows(columns, odd)
+                dumps_attributes({name: row[i] for name, i in self.spec.attributes}) for row in raw_rows(columns, odd)
             ]
             text = pc.replace_with_mask(text, pa.array(mask, pa.bool_()), pa.array(texts, pa.string()))
         return text
@@ -441,7 +442,7 @@ def _tags_tuple(value: str) -> tuple[str, ...]:
     return normalise_tags(value)
 
 
-def _raw_rows(columns: list[pa.Array], where: list[int]) -> list[list[str]]:
+def raw_rows(columns: list[pa.Array], where: list[int]) -> list[list[str]]:
     """The cells of rows ``where`` (few), as the row path reads them."""
     take = pa.array(where, pa.int64())
     cells = [column.take(take).to_pylist() for column in columns]

@@ -285,7 +285,10 @@ class FileImport:
 
         if local.stat().st_size >= self.importer.columnar_min_bytes:
             plugins = self.importer.plugins
-            dropped = stage_columns(self.source, file, local, layout, mapping, staging, plugins, reject, self._tick)
+            dropped = stage_columns(
+                self.source, file, local, layout, mapping, staging, plugins, reject, self._tick,
+                batch_size=self.importer.batch_size,
+            )  # fmt: skip
             if dropped is not None:
                 if dropped:
                     result.warnings.append(f"{dropped} invalid values dropped (on_invalid = drop_field)")
