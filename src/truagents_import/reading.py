@@ -21,7 +21,7 @@ import attrs
 
 from truagents_import.errors import FileRejected
 
-__all__ = ["DELIMITERS", "Drift", "FileRejected", "Shape", "header_drift", "open_rows", "sniff"]
+__all__ = ["DELIMITERS", "Drift", "FileRejected", "Shape", "header_drift", "open_binary", "open_rows", "sniff"]
 
 #: Delimiters that are detected, in order of preference on a tie.
 DELIMITERS = (",", ";", "\t", "|")
@@ -65,7 +65,9 @@ class _LimitedReader(io.RawIOBase):
 
 
 @contextmanager
-def _open_binary(path: Path, max_decompressed_size: int) -> Iterator[tuple[BinaryIO, str | None]]:
+def open_binary(path: Path, max_decompressed_size: int) -> Iterator[tuple[BinaryIO, str | None]]:
+    """The file's bytes, decompressed when it is gzip (never past ``max_decompressed_size``: then
+    :class:`FileRejected`), and its compression (``"gzip"`` or ``None``)."""
     with path.open("rb") as raw:
         magic = raw.read(2)
         raw.seek(0)
@@ -133,7 +135,7 @@ def sniff(
     max_decompressed_size: int = 1 << 34,
 ) -> tuple[str | None, str, str]:
     """Detect compression, encoding and delimiter from the start of a file."""
-    with _open_binary(path, max_decompressed_size) as (f, compression):
+    with open_binary(path, max_decompressed_size) as (f, compression):
         try:
             sample = f.read(_SAMPLE)
             probe = sample
@@ -237,7 +239,7 @@ def open_rows(
     )
     previous_limit = csv.field_size_limit(max_field_size)
     try:
-        with _open_binary(path, max_decompressed_size) as (raw, _):
+        with open_binary(path, max_decompressed_size) as (raw, _):
             text = io.TextIOWrapper(raw, encoding=enc, newline="")
             lines = _Lines(text, max_field_size)
             reader = csv.reader(lines, delimiter=delim)

@@ -1,7 +1,7 @@
-"""The columnar path: a plain CSV file's rows checked a column at a time (SPEC 3, 9), same outcome.
+"""The columnar path: a CSV file's rows checked a column at a time (SPEC 3, 9), same outcome.
 
 A file whose rows take :class:`~truagents_import.pipeline.builder.RowBuilder`'s one-column path (UTF-8,
-no preamble, one column per field) is parsed by Arrow's CSV reader
+plain or gzip, no preamble, one column per field) is parsed by Arrow's CSV reader
 in batches of columns, and each field is checked on whole columns: stripping, emails (a plain ASCII
 address at a domain email-validator accepts), phones (:mod:`~truagents_import.fields.phone_columns`),
 and time zones, opt-outs and tags once per distinct value. Every value the columnar rules cannot
@@ -11,8 +11,8 @@ itself. The staged rows, rejected rows (in row order, with the same problems) an
 the row path; ``tests/test_columnar.py`` compares the two on the benchmark file and on odd files.
 
 Anything the reader cannot take as the row path does (a ragged row, a field over ``max_field_size``,
-text that is not UTF-8) raises :class:`NotColumnar`: the caller discards what was staged and reads
-the file again row by row, which reports it exactly.
+text that is not UTF-8, gzip past ``max_decompressed_size``) raises :class:`NotColumnar`: the caller
+discards what was staged and reads the file again row by row, which reports it exactly.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 import heapq
 import marshal
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,7 +40,7 @@ from truagents_import.fields.phone_columns import read_phones
 from truagents_import.fields.several import SEPARATOR, normalise_opt_out
 from truagents_import.pipeline.builder import BuildSpec, RowBuilder, Values
 from truagents_import.pipeline.process import WIDE_COLUMNS
-from truagents_import.reading import Shape
+from truagents_import.reading import FileRejected, Shape, open_binary
 from truagents_import.report import Problem
 
 __all__ = ["ColumnBuilder", "NotColumnar", "columnar_refusal", "raw_rows", "read_batches"]
@@ -75,7 +76,7 @@ def columnar_refusal(spec: BuildSpec, shape: Shape, *, validates: bool) -> str |
     """Why a file of this shape cannot take the columnar path (``None``: it can)."""
     fields = dict(spec.fields)
     reasons = [
-        (shape.compression is not None, "compressed"),
+        (shape.compression not in (None, "gzip"), "compressed"),
         (shape.encoding not in ("utf-8", "utf-8-sig"), "not UTF-8"),
         (shape.preamble_lines > 0, "a preamble"),
         (any("\n" in h or "\r" in h for h in shape.header), "a header cell on several lines"),
@@ -87,13 +88,20 @@ def columnar_refusal(spec: BuildSpec, shape: Shape, *, validates: bool) -> str |
     return next((why for refused, why in reasons if refused), None)
 
 
-def read_batches(path: Path, shape: Shape, max_field_size: int) -> Iterator[list[pa.Array]]:
+def read_batches(path: Path, shape: Shape, max_field_size: int, max_decompressed_size: int) -> Iterator[list[pa.Array]]:
     """The file's data rows as lists of string columns, a batch at a time; :class:`NotColumnar` for
-    anything Arrow's reader would read otherwise than the row path (ragged rows, bad UTF-8, huge fields)."""
+    anything Arrow's reader would read otherwise than the row path (ragged rows, bad UTF-8, huge fields,
+    a gzip file that decompresses past ``max_decompressed_size``)."""
+    with open_binary(path, max_decompressed_size) as (stream, compression):
+        # A plain file is read by Arrow itself; a gzip file through Python's decompressor and its limit.
+        yield from _batches(stream if compression else path, shape, max_field_size)
+
+
+def _batches(source: Path | BinaryIO, shape: Shape, max_field_size: int) -> Iterator[list[pa.Array]]:
     names = [f"c{i}" for i in range(len(shape.header))]
     try:
         reader = pcsv.open_csv(
-            path,
+            source,
             read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES),
             parse_options=pcsv.ParseOptions(delimiter=shape.delimiter, newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
@@ -112,7 +120,7 @@ def read_batches(path: Path, shape: Shape, max_field_size: int) -> Iterator[list
                 blocks, held = [], 0
         if blocks:
             yield _batch(blocks, max_field_size)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, FileRejected, EOFError, zlib.error) as exc:
         raise NotColumnar(str(exc)) from None
 
 

@@ -75,7 +75,8 @@ def stage_columns(
     pending: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="truagents-stage") as stager:
         try:
-            for columns in columnar.read_batches(local, shape, source.max_field_size):
+            batches = columnar.read_batches(local, shape, source.max_field_size, source.max_decompressed_size)
+            for columns in batches:
                 staged, rejected = builder.build(columns, rows + 1)
                 if judge is not None:
                     every = columnar.raw_rows(columns, list(range(len(columns[0]))))
