@@ -263,8 +263,6 @@ class _NationalReading:
     refuse: _Match
     metadata: Any
     national_prefix: _Match | None
-    #: The patterns behind ``refuse`` (its own country code, its international prefix).
-    refuse_patterns: tuple[str, ...] = ()
 
     def nsn(self, digits: str) -> str | None:
         """The national significant number parse finds in ``digits``, when this is certain; else None."""
@@ -291,7 +289,7 @@ def _national_reading(region: str) -> _NationalReading | None:
     if md.international_prefix is not None:
         starts.append(md.international_prefix)
     national = re.compile(md.national_prefix_for_parsing).match if md.national_prefix_for_parsing else None
-    return _NationalReading(country, _starts_with_any(starts), md, national, tuple(starts))
+    return _NationalReading(country, _starts_with_any(starts), md, national)
 
 
 def _plain_phone(value: str, region: str | None) -> str | None:

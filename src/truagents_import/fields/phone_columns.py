@@ -23,6 +23,7 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from truagents_import._arrow import falses, mask_at
 from truagents_import.errors import FieldError
 from truagents_import.fields import phone as _phone
 from truagents_import.fields.several import read_phone
@@ -37,18 +38,12 @@ _MIN_CELL, _MAX_CELL = _phone._PLAIN_LENGTH.start, _phone._PLAIN_LENGTH.stop - 1
 #: The most rows read per call to the compute kernels (bounds the arrays they make).
 _SLICE = 1 << 16
 
-Verdict = str | FieldError | None
-
-
-def _false(size: int) -> pa.BooleanArray:
-    return pa.array([False] * size, pa.bool_())
-
 
 def _on(mask: pa.BooleanArray, values: pa.Array, judge: Callable[[pa.Array], pa.BooleanArray]) -> pa.BooleanArray:
     """``judge`` applied to the values under ``mask``; False elsewhere."""
     if not pc.any(mask).as_py():
-        return _false(len(values))
-    return pc.replace_with_mask(_false(len(values)), mask, judge(pc.filter(values, mask)))
+        return falses(len(values))
+    return pc.replace_with_mask(falses(len(values)), mask, judge(pc.filter(values, mask)))
 
 
 def _fullmatch(values: pa.Array, pattern: str) -> pa.BooleanArray:
@@ -66,7 +61,7 @@ class _Unsure(Exception):
 def _known(patterns: _phone._NumberPatterns, nsn: pa.Array) -> pa.BooleanArray:
     """``patterns.known(n)`` for every national significant number ``n`` of ``nsn``."""
     lengths = pc.utf8_length(nsn)
-    result = _false(len(nsn))
+    result = falses(len(nsn))
     for length in pc.unique(lengths).to_pylist():
         found = patterns.patterns(length)
         if found is None:
@@ -90,10 +85,10 @@ def _valid(country: _phone._CountryCode, nsn: pa.Array) -> pa.BooleanArray:
     """``country.valid(n)`` for every ``n`` of ``nsn``: the region is found as phonenumbers finds it."""
     if country.single:
         if not country.regions or not country.regions[0][3]:
-            return _false(len(nsn))
+            return falses(len(nsn))
         return _known(country.regions[0][2], nsn)
     size = len(nsn)
-    result = _false(size)
+    result = falses(size)
     where: pa.Array | None = None  # the positions in nsn of the numbers no region has taken yet
     rest = nsn
     for _region, leading, patterns, ok in country.regions:
@@ -119,14 +114,7 @@ def _valid(country: _phone._CountryCode, nsn: pa.Array) -> pa.BooleanArray:
 
 def _scatter(size: int, where: pa.Array | None, flags: pa.BooleanArray) -> pa.BooleanArray:
     """A mask of ``size`` rows, true at the positions ``where`` (all: None) whose flag is true."""
-    if where is None:
-        return flags
-    return pc.is_in(_positions(size), value_set=where.filter(flags))
-
-
-@functools.lru_cache(maxsize=64)
-def _positions(size: int) -> pa.Array:
-    return pa.array(range(size), pa.uint64())
+    return flags if where is None else mask_at(size, where.filter(flags))
 
 
 def _null_where(mask: pa.BooleanArray, codes: pa.Array) -> pa.Array:
@@ -166,14 +154,18 @@ def _length_is(region: str, length: int, results: tuple[object, ...]) -> bool:
 
 
 def _lengths_are(numbers: pa.Array, region: str, results: tuple[object, ...]) -> pa.BooleanArray:
-    return pa.array([_length_is(region, n, results) for n in pc.utf8_length(numbers).to_pylist()], pa.bool_())
+    """:func:`_length_is` of each number, asked once per distinct length."""
+    lengths = pc.utf8_length(numbers)
+    distinct = pc.unique(lengths)
+    answers = pa.array([_length_is(region, n, results) for n in distinct.to_pylist()], pa.bool_())
+    return answers.take(pc.index_in(lengths, value_set=distinct))
 
 
 def _general(numbers: pa.Array, metadata: object) -> pa.BooleanArray:
     """phonenumbers' ``_match_national_number(n, general_desc, False)`` for each ``n``."""
     desc = metadata.general_desc  # type: ignore[attr-defined]
     if desc is None or not desc.national_number_pattern:
-        return _false(len(numbers))
+        return falses(len(numbers))
     return _fullmatch(numbers, desc.national_number_pattern)
 
 
@@ -182,11 +174,11 @@ def _strip_national_prefix(numbers: pa.Array, metadata: object) -> tuple[pa.Arra
     (a prefix transform rule that applies: phonenumbers reads those)."""
     prefix = metadata.national_prefix_for_parsing  # type: ignore[attr-defined]
     if not prefix or len(numbers) == 0:
-        return numbers, _false(len(numbers))
+        return numbers, falses(len(numbers))
     matched = _starts(numbers, [prefix])
     if _phone._STRIP_NATIONAL_PREFIX is None or _phone._TEST_LENGTH is None:
         return numbers, matched
-    unsure = _false(len(numbers))
+    unsure = falses(len(numbers))
     if metadata.national_prefix_transform_rule:  # type: ignore[attr-defined]
         # It applies when the pattern's last group took part in the match: Python's re says (few rows).
         pattern = re.compile(prefix)
@@ -220,10 +212,10 @@ def _read_national(digits: pa.Array, region: str) -> tuple[pa.Array, pa.Array]:
         return pa.nulls(len(digits), pa.int32()), digits
     md = reading.metadata
     size = len(digits)
-    unsure = _false(size)
+    unsure = falses(size)
     nsn = digits
     # An international prefix: the rest reads as after "+" (unless a zero follows: phonenumbers then keeps it).
-    idd = _false(size) if md.international_prefix is None else _starts(digits, [md.international_prefix])
+    idd = falses(size) if md.international_prefix is None else _starts(digits, [md.international_prefix])
     after_idd = pc.replace_substring_regex(digits, f"^(?:{md.international_prefix})", "", max_replacements=1)
     idd_unsure = pc.and_(idd, pc.or_(pc.starts_with(after_idd, "0"), pc.less(pc.utf8_length(after_idd), 3)))
     # Its own country code: parse drops it when the number reads better without it.
@@ -277,27 +269,15 @@ class Phones:
     #: The refusal of each refused cell, by its position in the column.
     errors: dict[int, FieldError]
 
-    def verdicts(self) -> list[Verdict]:
-        """Per cell: its E.164 form, its refusal, or ``None`` (empty)."""
-        out: list[Verdict] = list(self.e164.to_pylist())
-        for i, error in self.errors.items():
-            out[i] = error
-        return out
 
-
-def read_phones(
-    cells: pa.Array | Sequence[str], primary: pa.Array | Sequence[str | None] | None, default: str | None
-) -> Phones:
+def read_phones(cells: pa.Array, primary: pa.Array | None, default: str | None) -> Phones:
     """For each stripped cell, what ``read_phone(cell, regions)`` gives, where ``regions`` is the row's
     ``primary`` region and then ``default`` (SPEC 9), or ``default`` alone where the row names none
-    (``None``) or the same."""
-    cells = cells if isinstance(cells, pa.Array) else pa.array(cells, pa.string())
+    (null, or no ``primary`` at all) or the same."""
     if primary is None:
         firsts = pa.array([default] * len(cells), pa.string())
     else:
-        firsts = primary if isinstance(primary, pa.Array) else pa.array(primary, pa.string())
-        if default is not None:
-            firsts = pc.fill_null(firsts, default)
+        firsts = primary if default is None else pc.fill_null(primary, default)
     parts = [_read_slice(cells[i : i + _SLICE], firsts[i : i + _SLICE], default) for i in range(0, len(cells), _SLICE)]
     if len(parts) == 1:
         return parts[0]
@@ -401,7 +381,7 @@ def _fallback(
     if not rows:
         return Phones(e164, errors)
     where = pa.array(rows, pa.int64())
-    mask = [False] * len(cells)
+    at: list[int] = []
     found: list[str] = []
     for i, value, first in zip(rows, cells.take(where).to_pylist(), firsts.take(where).to_pylist(), strict=True):
         if not value:
@@ -409,11 +389,11 @@ def _fallback(
         verdict = _read_one(value, first, default)
         if verdict.__class__ is str:
             found.append(verdict)
-            mask[i] = True
+            at.append(i)
         else:
             errors[i] = verdict  # type: ignore[assignment]
     if found:
-        e164 = pc.replace_with_mask(e164, pa.array(mask, pa.bool_()), pa.array(found, pa.string()))
+        e164 = pc.replace_with_mask(e164, mask_at(len(cells), at), pa.array(found, pa.string()))
     return Phones(e164, errors)
 
 

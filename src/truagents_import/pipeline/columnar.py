@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from truagents_import._arrow import falses, mask_at
 from truagents_import._jsontext import dumps, dumps_attributes, dumps_tags
 from truagents_import.errors import FieldError
 from truagents_import.fields.contact import normalise_email, normalise_timezone, split_full_name
@@ -162,7 +163,6 @@ class ColumnBuilder:
         self.rows = RowBuilder(spec)
         self.fields = dict(spec.fields)
         self._country = self.fields.get("country") if spec.region_from_country and "phone" in self.fields else None
-        self._regions: dict[str, str | None] = {}
         self._attribute_keys = [dumps(name) for name, _ in spec.attributes]
 
     @property
@@ -175,7 +175,8 @@ class ColumnBuilder:
         row order."""
         size = len(columns[0]) if columns else 0
         verdicts = self._verdicts(columns, size)
-        bad = self._bad_rows(verdicts, size, first)
+        identity = self._identity(verdicts, size)
+        bad = self._bad_rows(verdicts, identity, first)
         good = [i for i in range(size) if i not in bad]
         extra: list[Staged] = []
         rejected: list[Rejected] = []
@@ -191,13 +192,18 @@ class ColumnBuilder:
                         extra.append(self._payload(number, built))
                         continue
                 rejected.append((number, cells, problems))
-        return self._chunks(columns, verdicts, good, extra, first), rejected
+        return self._chunks(columns, verdicts, identity, good, extra, first), rejected
 
     def _chunks(
-        self, columns: list[pa.Array], verdicts: dict[str, Any], good: list[int], extra: list[Staged], first: int
+        self,
+        columns: list[pa.Array],
+        verdicts: dict[str, Any],
+        identity: pa.Array,
+        good: list[int],
+        extra: list[Staged],
+        first: int,
     ) -> Iterator[list[Staged]]:
         """The rows ``good`` staged a chunk at a time, with the row builder's rows ``extra`` in row order."""
-        identity = self._identity(verdicts, len(columns[0]) if columns else 0)
         for at in range(0, max(len(good), 1), STAGE_ROWS):
             chunk = self._staged(columns, verdicts, identity, good[at : at + STAGE_ROWS], first)
             if extra:
@@ -273,9 +279,9 @@ class ColumnBuilder:
                     found[i] = normalise_email(value)
                 except FieldError as exc:
                     errors[i] = exc.kept()
-            if found:
-                mask = pa.array([i in found for i in range(len(column))], pa.bool_())
-                emails = pc.replace_with_mask(emails, mask, pa.array(list(found.values()), pa.string()))
+            if found:  # rest is in row order, and so is found
+                replaced = pa.array(list(found.values()), pa.string())
+                emails = pc.replace_with_mask(emails, mask_at(len(column), list(found)), replaced)
         return emails, errors
 
     def _phones(
@@ -300,7 +306,7 @@ class ColumnBuilder:
         if not self.spec.attributes:
             return pa.array(["{}"] * size, pa.string())
         pieces: list[pa.Array | str] = []
-        control = pa.array([False] * size, pa.bool_())
+        control = falses(size)
         for n, ((_name, index), key) in enumerate(zip(self.spec.attributes, self._attribute_keys, strict=True)):
             cell = columns[index]
             control = pc.or_(control, pc.match_substring_regex(cell, _JSON_CONTROL))
@@ -310,18 +316,15 @@ class ColumnBuilder:
         text = pc.binary_join_element_wise(*pieces, "")
         odd = pc.indices_nonzero(control).to_pylist()
         if odd:  # a control character: json writes those cells itself
-            mask = [False] * size
-            for i in odd:
-                mask[i] = True
             texts = [
                 dumps_attributes({name: row[i] for name, i in self.spec.attributes}) for row in raw_rows(columns, odd)
             ]
-            text = pc.replace_with_mask(text, pa.array(mask, pa.bool_()), pa.array(texts, pa.string()))
+            text = pc.replace_with_mask(text, mask_at(size, odd), pa.array(texts, pa.string()))
         return text
 
     # -- rows ---------------------------------------------------------------------------------------
 
-    def _bad_rows(self, verdicts: dict[str, Any], size: int, first: int) -> dict[int, list[Problem] | None]:
+    def _bad_rows(self, verdicts: dict[str, Any], identity: pa.Array, first: int) -> dict[int, list[Problem] | None]:
         """Rows not staged as they are: their problems, or ``None`` for rows the row builder builds."""
         special = _special_rows(verdicts)
         bad: dict[int, list[Problem] | None] = dict.fromkeys(special)
@@ -330,7 +333,7 @@ class ColumnBuilder:
             if i not in special:
                 problems = [self._problem(verdicts, field, exc, i, first + i) for field, exc in found]
                 bad[i] = None if drop else problems
-        for i in self._unidentified(verdicts, size):
+        for i in pc.indices_nonzero(pc.is_null(identity)).to_pylist():
             bad.setdefault(i, None)  # the row builder says why (missing_identity)
         return bad
 
@@ -338,11 +341,6 @@ class ColumnBuilder:
         value = verdicts[f"raw_{field}"][i].as_py()
         column = self.spec.header[self.fields[field]]
         return Problem(code=exc.code, message=exc.message, column=column, row=number, value=value)
-
-    def _unidentified(self, verdicts: dict[str, Any], size: int) -> list[int]:
-        identity = self._identity(verdicts, size)
-        rows: list[int] = pc.indices_nonzero(pc.is_null(identity)).to_pylist()
-        return rows
 
     def _identity(self, verdicts: dict[str, Any], size: int) -> pa.Array:
         found = [verdicts["external_id"]] if verdicts.get("external_id") is not None else []
@@ -384,9 +382,7 @@ class ColumnBuilder:
         if self.spec.sql_rows:
             return [(*row[:9], None if row[9] is None else int(row[9]), row[10]) for row in rows]
         # The marshal layout (sinks other than sqlite): the values themselves, tags and attributes as objects.
-        tag_tuples = (
-            [()] * len(good) if tags is None else [_tags_tuple(columns[self.fields["tags"]][i].as_py()) for i in good]
-        )
+        tag_tuples = [()] * len(good) if tags is None else list(map(_tags_tuple, values(columns[self.fields["tags"]])))
         names = [name for name, _ in self.spec.attributes]
         cells = [columns[index].take(take).to_pylist() for _, index in self.spec.attributes]
         attributes = (
@@ -451,7 +447,7 @@ def _tags_tuple(value: str) -> tuple[str, ...]:
 
 
 def raw_rows(columns: list[pa.Array], where: list[int]) -> list[list[str]]:
-    """The cells of rows ``where`` (few), as the row path reads them."""
+    """The cells of rows ``where``, as the row path reads them."""
     take = pa.array(where, pa.int64())
     cells = [column.take(take).to_pylist() for column in columns]
     return [list(row) for row in zip(*cells, strict=True)]

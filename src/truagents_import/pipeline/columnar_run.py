@@ -26,6 +26,7 @@ from truagents_import.report import Problem
 if TYPE_CHECKING:
     from truagents_import.fields.mapping import ColumnMapping
     from truagents_import.pipeline.columnar import Rejected
+    from truagents_import.pipeline.process import RejectCallback
     from truagents_import.pipeline.staging import Staging
     from truagents_import.plugins import Plugins
     from truagents_import.reading import Shape
@@ -48,7 +49,7 @@ def stage_columns(
     mapping: ColumnMapping,
     staging: Staging,
     plugins: Plugins,
-    reject: Callable[[list[str] | None, list[Problem]], None],
+    reject: RejectCallback,
     tick: Callable[[int], None],
     *,
     batch_size: int,
@@ -114,24 +115,20 @@ def _drain(pending: deque[Future[None]]) -> None:
         raise failure
 
 
+@attrs.define
 class _Judge:
     """``validate_contacts`` plugins on the columnar path, as the row path calls them: batches of
     ``batch_size`` accepted contacts in row order (across the columnar batches), a field's refusal
     reported when its row is reached, a plugin's when the batch holding its row is judged."""
 
-    def __init__(
-        self,
-        plugins: Plugins,
-        source: DataSource,
-        file: str,
-        batch_size: int,
-        reject: Callable[[list[str] | None, list[Problem]], None],
-        tick: Callable[[int], None],
-    ) -> None:
-        self.plugins, self.source, self.file, self.batch_size = plugins, source, file, batch_size
-        self.reject, self.tick = reject, tick
-        #: Accepted rows not judged yet: (staged row, its cells).
-        self._held: list[tuple[tuple[Any, ...], list[str]]] = []
+    plugins: Plugins
+    source: DataSource
+    file: str
+    batch_size: int
+    reject: RejectCallback
+    tick: Callable[[int], None]
+    #: Accepted rows not judged yet: (staged row, its cells).
+    _held: list[tuple[tuple[Any, ...], list[str]]] = attrs.field(factory=list)
 
     def feed(
         self, first: int, staged: Iterator[list[tuple[Any, ...]]], rejected: list[Rejected], cells: list[list[str]]

@@ -26,7 +26,7 @@ from truagents_import.pipeline.columnar_run import stage_columns
 from truagents_import.pipeline.fetch import download, open_local_rows
 from truagents_import.pipeline.header import header_finder
 from truagents_import.pipeline.parallel import fewer_collections
-from truagents_import.pipeline.process import AcceptedBatch, RowPipeline, checked_mapping
+from truagents_import.pipeline.process import AcceptedBatch, RejectCallback, RowPipeline, checked_mapping
 from truagents_import.pipeline.rejects import Rejects, rejects_file_name, unique_rejects_path
 from truagents_import.pipeline.staging import Staging
 from truagents_import.reading import FileRejected, Shape, header_drift
@@ -274,7 +274,7 @@ class FileImport:
     ) -> None:
         """Run every row through the columnar path when the file allows it, else the row pipeline; stage
         the accepted contacts, record the rejected rows."""
-        result, file, name = self.result, self.remote.path, self.source.name
+        result, file = self.result, self.remote.path
 
         def reject(row: list[str] | None, problems: list[Problem]) -> None:
             result.rejected += 1
@@ -283,22 +283,33 @@ class FileImport:
             if rejects is not None:
                 rejects.add(row or [], problems[0])
 
+        dropped = None
         if local.stat().st_size >= self.importer.columnar_min_bytes:
-            plugins = self.importer.plugins
             dropped = stage_columns(
-                self.source, file, local, layout, mapping, staging, plugins, reject, self._tick,
+                self.source, file, local, layout, mapping, staging, self.importer.plugins, reject, self._tick,
                 batch_size=self.importer.batch_size,
             )  # fmt: skip
-            if dropped is not None:
-                if dropped:
-                    result.warnings.append(f"{dropped} invalid values dropped (on_invalid = drop_field)")
-                return
-            # Not for the columnar path after all: nothing it staged or rejected counts.
-            staging.clear()
-            if rejects is not None:
-                rejects.clear()
-            result.rows = result.rejected = 0
-            result.problems.clear()
+            if dropped is None:  # not for the columnar path after all: nothing it staged or rejected counts
+                staging.clear()
+                if rejects is not None:
+                    rejects.clear()
+                result.rows = result.rejected = 0
+                result.problems.clear()
+        if dropped is None:
+            dropped = self._stage_rows(rows, layout, mapping, staging, reject)
+        if dropped:
+            result.warnings.append(f"{dropped} invalid values dropped (on_invalid = drop_field)")
+
+    def _stage_rows(
+        self,
+        rows: Iterator[list[str] | None],
+        layout: Shape,
+        mapping: ColumnMapping,
+        staging: Staging,
+        reject: RejectCallback,
+    ) -> int:
+        """The row pipeline over every row; how many invalid values it dropped."""
+        file = self.remote.path
         pipeline = RowPipeline(
             self.source,
             layout.header,
@@ -313,13 +324,11 @@ class FileImport:
         )
         try:
             for batch in pipeline.batches(rows):
-                staging.add(name, file, _staged_rows(batch))
-                if self.progress is not None:
-                    self.progress(Progress(file, "rows", rows=batch.rows))
+                staging.add(self.source.name, file, _staged_rows(batch))
+                self._tick(batch.rows)
         finally:
-            result.rows = pipeline.rows
-        if pipeline.dropped:
-            result.warnings.append(f"{pipeline.dropped} invalid values dropped (on_invalid = drop_field)")
+            self.result.rows = pipeline.rows
+        return pipeline.dropped
 
     def _tick(self, rows: int) -> None:
         self.result.rows = rows

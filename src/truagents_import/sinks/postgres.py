@@ -211,8 +211,6 @@ class PostgresSink:
         self._copy_types = ["int8", *(kind for _, kind in _COLUMNS)]
         self._conn: psycopg.Connection[Any] | None = None
         self._pending = False
-        #: The file's contacts are already upserted (:meth:`load_staging`): commit only commits.
-        self._loaded = False
         self._seq = 0
         self._connection()
 
@@ -324,18 +322,19 @@ class PostgresSink:
         conn = self._connection()
         self._pending = True
         lines = sqlite3.connect(f"{staging.resolve().as_uri()}?mode=ro", uri=True)
+        what = "COPY"
         try:
             with conn.cursor() as cur:
                 with cur.copy(f"COPY pg_temp.{_BULK} FROM STDIN") as copy:
                     rows = lines.execute(_STAGED_LINES)
                     while chunk := rows.fetchmany(4096):
                         copy.write("".join(line for (line,) in chunk))
+                what = "upsert"
                 cur.execute(self._bulk_upsert_sqls[policy], {"source": source, "file": file})
         except self._psycopg.Error as exc:
-            raise self._failed("COPY", exc) from None
+            raise self._failed(what, exc) from None
         finally:
             lines.close()
-        self._loaded = True
 
     def commit(self) -> None:
         """Upsert everything written since the last commit and commit: durable once this returns."""
@@ -345,19 +344,19 @@ class PostgresSink:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                if not self._loaded:
-                    cur.execute(self._upsert_sqls[self._file_merge or self.merge])
+                # Batches written since the last commit (none after load_staging: a no-op then).
+                cur.execute(self._upsert_sqls[self._file_merge or self.merge])
             conn.commit()
         except self._psycopg.Error as exc:
             raise self._failed("upsert", exc) from None
-        self._pending = self._loaded = False
+        self._pending = False
         self._seq = 0
         self._file_merge = None
 
     def rollback(self) -> None:
         """Abandon everything written since the last commit (a lost connection is dropped, to be reopened)."""
         conn = self._conn
-        self._pending = self._loaded = False
+        self._pending = False
         self._seq = 0
         self._file_merge = None
         if conn is None:
